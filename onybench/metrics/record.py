@@ -1,0 +1,140 @@
+"""One request's measurements, and the figures derived from them.
+
+Every time is a monotonic `time.perf_counter_ns()` reading (nanoseconds); every
+duration is the raw difference of two of them: nothing is subtracted or
+calibrated away. The definitions here are the product; README.md repeats them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+TokenCountSource = Literal["usage", "estimated_from_chunks"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What one request measured; one line of records.jsonl.
+
+    `error_class` is None for a request that completed; otherwise it names why it
+    did not (`http_429`, `connect_error`, `truncated`, `stream_error`,
+    `invalid_json`, `cancelled`, ...). A failed request keeps whatever it measured.
+    """
+
+    index: int
+    model: str
+    start_ns: int
+    end_ns: int
+    error_class: str | None = None
+    error_message: str | None = None
+    status: int | None = None
+    # Duration of the TCP (and TLS) set-up when this request opened a new
+    # connection; None when it reused one.
+    connect_ns: int | None = None
+    headers_ns: int | None = None
+    # Arrival of every chunk that carried a non-empty content, reasoning or
+    # tool-call delta, in order; the first is the first token.
+    token_times_ns: tuple[int, ...] = ()
+    first_content_ns: int | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None  # the server's usage.completion_tokens
+    cost_amount: Decimal | None = None
+    cost_currency: str | None = None
+    finish_reason: str | None = None
+    response_id: str | None = None
+    bytes_received: int = 0
+    output_text: str = field(default="", repr=False)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error_class is None
+
+    @property
+    def ttft_ns(self) -> int | None:
+        """First token's arrival − the moment the request started sending."""
+        return self.token_times_ns[0] - self.start_ns if self.token_times_ns else None
+
+    @property
+    def ttft_content_ns(self) -> int | None:
+        """Like `ttft_ns`, for the first content token (later when reasoning comes first)."""
+        return self.first_content_ns - self.start_ns if self.first_content_ns is not None else None
+
+    @property
+    def e2e_ns(self) -> int:
+        """Last byte of the stream − start."""
+        return self.end_ns - self.start_ns
+
+    @property
+    def itl_ns(self) -> list[int]:
+        """Every gap between consecutive token-bearing chunks."""
+        times = self.token_times_ns
+        return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+    @property
+    def output_token_count(self) -> int:
+        """The server's usage count, or the number of token-bearing chunks without it."""
+        return self.output_tokens if self.output_tokens is not None else len(self.token_times_ns)
+
+    @property
+    def token_count_source(self) -> TokenCountSource:
+        return "usage" if self.output_tokens is not None else "estimated_from_chunks"
+
+    @property
+    def tokens_per_chunk(self) -> float | None:
+        """Mean output tokens per token-bearing chunk, when usage says more than one."""
+        chunks = len(self.token_times_ns)
+        if self.output_tokens is None or chunks == 0 or self.output_tokens <= chunks:
+            return None
+        return self.output_tokens / chunks
+
+    @property
+    def itl_per_token_ns(self) -> list[float]:
+        """Each ITL gap ÷ the mean tokens per chunk; empty unless chunks carry several tokens.
+
+        Only the stream's total usage is known, so every chunk is assumed to carry
+        the mean number of tokens: the figure is labelled an estimate in reports.
+        """
+        per_chunk = self.tokens_per_chunk
+        if per_chunk is None:
+            return []
+        return [gap / per_chunk for gap in self.itl_ns]
+
+    @property
+    def tpot_ns(self) -> float | None:
+        """(e2e − ttft) / (output tokens − 1); None (not zero) for one token or fewer."""
+        ttft = self.ttft_ns
+        tokens = self.output_token_count
+        if ttft is None or tokens < 2:
+            return None
+        return (self.e2e_ns - ttft) / (tokens - 1)
+
+    @property
+    def output_tokens_per_s(self) -> float | None:
+        """Output tokens ÷ e2e for this request."""
+        e2e = self.e2e_ns
+        tokens = self.output_token_count
+        if e2e <= 0 or tokens == 0:
+            return None
+        return tokens * 1e9 / e2e
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (cost as an exact decimal string)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, Decimal):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> RequestRecord:
+        fields = dict(data)
+        if fields.get("cost_amount") is not None:
+            fields["cost_amount"] = Decimal(fields["cost_amount"])
+        fields["token_times_ns"] = tuple(fields.get("token_times_ns", ()))
+        return cls(**fields)
