@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any, Literal
 
 TokenCountSource = Literal["usage", "estimated_from_chunks"]
@@ -69,8 +70,7 @@ class RequestRecord:
     @property
     def itl_ns(self) -> list[int]:
         """Every gap between consecutive token-bearing chunks."""
-        times = self.token_times_ns
-        return [b - a for a, b in zip(times, times[1:], strict=False)]
+        return [b - a for a, b in pairwise(self.token_times_ns)]
 
     @property
     def output_token_count(self) -> int:

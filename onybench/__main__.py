@@ -1,0 +1,3 @@
+from onybench.cli import main
+
+main()

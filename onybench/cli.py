@@ -1,0 +1,323 @@
+"""The `onybench` command: arguments in, library calls, messages and exit codes out.
+
+The only module that prints for humans or decides exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import trio
+import typer
+
+from onybench import __version__
+from onybench.benchmark import Progress, new_run_id, resolve_api_key
+from onybench.benchmark import run as run_benchmark
+from onybench.config import Scenario, load_scenario, parse_amount, parse_duration, validate
+from onybench.errors import OnybenchError, ScenarioError
+from onybench.mock.config import MockConfig
+from onybench.mock.server import serve
+from onybench.report.console import render_summary
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOTHING_SUCCEEDED = 3
+EXIT_UNRELIABLE = 4
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = f"""
+Exit codes (the same for every command):
+{EXIT_OK} completed;
+{EXIT_GATE_FAILED} a threshold or comparison gate failed;
+{EXIT_USAGE} usage or configuration error;
+{EXIT_NOTHING_SUCCEEDED} nothing succeeded;
+{EXIT_UNRELIABLE} the run's own figures are unreliable (with --strict);
+{EXIT_INTERRUPTED} interrupted (Ctrl-C or SIGTERM; the report of what finished is still written).
+"""
+
+app = typer.Typer(
+    help="Load-test and benchmark streaming LLM APIs: exact TTFT, ITL, throughput and cost.\n"
+    + EXIT_CODES_HELP,
+    # Locals in a traceback would show the API key.
+    pretty_exceptions_show_locals=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"onybench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Load-test and benchmark streaming LLM APIs."""
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def run(
+    scenario_file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[SCENARIO]", help="A scenario TOML file; flags given too override it."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Target base URL (default https://api.onysoft.com/v1); "
+            "'mock' starts the built-in mock server (no key, no network)."
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model", "-m", help="Model name; repeat for several (load settings apply per model)."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", "-c", help="Requests kept in flight per model (closed loop)."
+        ),
+    ] = None,
+    requests: Annotated[
+        int | None,
+        typer.Option(
+            "--requests", "-n", help="Requests per model (default 50 when no --duration is given)."
+        ),
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option(help="Stop issuing requests after this long, e.g. 30s, 5m."),
+    ] = None,
+    grace: Annotated[
+        str | None,
+        typer.Option(
+            help="When the run stops, time left to requests in flight before they are cancelled "
+            "(default 10s)."
+        ),
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option(help="The user message sent with every request.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="max_tokens of every request (default 128).")
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the API key (default ONYSOFT_API_KEY)."),
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", "-H", help="Extra request header 'Name: value'; repeatable."),
+    ] = None,
+    include_usage: Annotated[
+        bool | None,
+        typer.Option(
+            "--include-usage/--no-include-usage",
+            help="Ask for usage with stream_options.include_usage (default on; "
+            "turn off for servers that reject it).",
+        ),
+    ] = None,
+    max_cost: Annotated[
+        str | None,
+        typer.Option(
+            help="Stop issuing requests once the reported cost reaches this amount "
+            "(in the currency the API reports)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory (default reports/<run-id>/); must be new or empty."),
+    ] = None,
+) -> None:
+    """Run a closed-loop benchmark and write report.json and records.jsonl."""
+    try:
+        scenario = load_scenario(scenario_file) if scenario_file else Scenario(name="adhoc")
+        scenario = scenario.with_overrides(
+            base_url=base_url,
+            models=tuple(model) if model else None,
+            concurrency=concurrency,
+            requests=requests,
+            duration_s=parse_duration(duration, "--duration") if duration else None,
+            grace_s=parse_duration(grace, "--grace") if grace else None,
+            prompt=prompt,
+            max_tokens=max_tokens,
+            api_key_env=api_key_env,
+            headers=_parse_headers(header) if header else None,
+            include_usage=include_usage,
+            max_cost=parse_amount(max_cost, "--max-cost") if max_cost else None,
+        )
+        validate(scenario)
+        api_key = resolve_api_key(scenario)
+        out_dir = out or Path("reports") / new_run_id(scenario)
+        progress = _print_progress if sys.stderr.isatty() else None
+        _err(f"onybench {__version__}: {_describe(scenario)} -> {out_dir}")
+        result = run_benchmark(scenario, out_dir=out_dir, api_key=api_key, progress=progress)
+    except OnybenchError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        # Only before the run started: once it runs, signals stop it cleanly.
+        _err("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if progress is not None:
+        _err("")
+    typer.echo(render_summary(result.report))
+    typer.echo(f"\nreport: {result.run_dir / 'report.json'}")
+    if result.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.succeeded == 0:
+        _err("error: no request succeeded; see the errors above and records.jsonl")
+        raise typer.Exit(EXIT_NOTHING_SUCCEEDED)
+
+
+def _parse_headers(values: list[str]) -> tuple[tuple[str, str], ...]:
+    headers = []
+    for value in values:
+        name, sep, content = value.partition(":")
+        if not sep or not name.strip():
+            raise ScenarioError(f"{value!r} is not 'Name: value'", "--header")
+        headers.append((name.strip(), content.strip()))
+    return tuple(headers)
+
+
+def _describe(scenario: Scenario) -> str:
+    stop = []
+    if scenario.request_limit is not None:
+        stop.append(f"{scenario.request_limit} requests")
+    if scenario.duration_s is not None:
+        stop.append(f"{scenario.duration_s:g}s")
+    target = "the built-in mock" if scenario.uses_mock else scenario.base_url
+    return (
+        f"{', '.join(scenario.models)} at {target}, concurrency {scenario.concurrency}, "
+        f"{' or '.join(stop)} per model"
+    )
+
+
+def _print_progress(p: Progress) -> None:
+    total = f"/{p.planned}" if p.planned is not None else ""
+    ttft = (
+        f"ttft p50 {p.ttft_p50_ms:,.0f} ms p99 {p.ttft_p99_ms:,.0f} ms"
+        if p.ttft_p50_ms is not None and p.ttft_p99_ms is not None
+        else "ttft -"
+    )
+    line = (
+        f"{p.elapsed_s:6.1f}s  done {p.finished}{total}  errors {p.failed}  "
+        f"in flight {p.in_flight}  {p.output_tokens_per_s:,.0f} tok/s  {ttft}"
+    )
+    sys.stderr.write("\r\x1b[2K" + line)
+    sys.stderr.flush()
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def main() -> None:
+    app()
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def mock(
+    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1 (0 picks a free one).")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind; keep it on loopback.")] = "127.0.0.1",
+    ttft_ms: Annotated[
+        float | None, typer.Option(help="Time to first token (default 100).")
+    ] = None,
+    itl_ms: Annotated[float | None, typer.Option(help="Gap between chunks (default 10).")] = None,
+    timing: Annotated[
+        str | None,
+        typer.Option(help="fixed, uniform (± jitter), normal (stdev jitter) or exponential."),
+    ] = None,
+    jitter_ms: Annotated[
+        float | None, typer.Option(help="Spread for uniform/normal timing.")
+    ] = None,
+    output_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per response, capped by max_tokens (default 128).")
+    ] = None,
+    tokens_per_chunk: Annotated[
+        int | None, typer.Option(help="Tokens per chunk (default 1).")
+    ] = None,
+    role_chunk: Annotated[
+        bool | None,
+        typer.Option("--role-chunk/--no-role-chunk", help="Send a role-only first chunk."),
+    ] = None,
+    emit_cost: Annotated[
+        bool | None, typer.Option("--cost/--no-cost", help="Send Onysoft's cost object.")
+    ] = None,
+    always_usage: Annotated[
+        bool | None,
+        typer.Option(
+            "--always-usage/--usage-on-request",
+            help="Send usage always (Onysoft) or only with stream_options.include_usage (OpenAI).",
+        ),
+    ] = None,
+    http_429_rate: Annotated[
+        float | None, typer.Option(help="Share answered with HTTP 429.")
+    ] = None,
+    http_500_rate: Annotated[
+        float | None, typer.Option(help="Share answered with HTTP 500.")
+    ] = None,
+    malformed_chunk_rate: Annotated[
+        float | None, typer.Option(help="Share with one invalid-JSON chunk.")
+    ] = None,
+    stream_error_rate: Annotated[
+        float | None, typer.Option(help="Share with an in-stream error object.")
+    ] = None,
+    cut_rate: Annotated[
+        float | None, typer.Option(help="Share whose connection is cut mid-stream.")
+    ] = None,
+    cut_after_chunks: Annotated[int | None, typer.Option(help="Where cut streams stop.")] = None,
+    no_done_rate: Annotated[
+        float | None, typer.Option(help="Share ending after finish_reason without [DONE].")
+    ] = None,
+    no_finish_rate: Annotated[
+        float | None, typer.Option(help="Share ending with neither finish_reason nor [DONE].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for timing draws and faults.")] = None,
+    send_log: Annotated[
+        Path | None,
+        typer.Option(help="Append one JSON line per request: when each chunk was sent."),
+    ] = None,
+    stamp_chunks: Annotated[
+        bool | None,
+        typer.Option("--stamp-chunks/--no-stamp-chunks", help="Add x_sent_ns to every chunk."),
+    ] = None,
+) -> None:
+    """Serve the built-in OpenAI/Onysoft-compatible mock server until Ctrl-C."""
+    settings = {
+        name: value
+        for name, value in locals().items()
+        if name not in ("port", "host") and value is not None
+    }
+    if send_log is not None:
+        settings["send_log"] = str(send_log)
+    try:
+        config = MockConfig.from_json(settings)
+    except OnybenchError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+    async def serve_until_interrupted() -> None:
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(serve, config, host, port)
+            _err(f"mock server listening on http://{host}:{bound}/v1 (Ctrl-C to stop)")
+
+    try:
+        trio.run(serve_until_interrupted)
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OSError as exc:
+        _err(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None

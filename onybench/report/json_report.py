@@ -1,0 +1,45 @@
+"""report.json: the run's metadata, per-model figures and encoded histograms.
+
+Figures are named `<metric>.<stat>_<unit>` (e.g. `ttft.p95_ms`); thresholds, CSV
+and comparisons use the same names. `schema_version` changes whenever a field
+changes meaning or disappears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from onybench.metrics.summary import GroupMetrics
+
+SCHEMA_VERSION = 1
+
+
+def build_report(
+    *,
+    metadata: Mapping[str, Any],
+    groups: Mapping[str, GroupMetrics],
+    stop_reason: str,
+    interrupted: bool,
+    ended_at: datetime,
+) -> dict[str, Any]:
+    """The report.json document; `groups` are keyed by model."""
+    overall = GroupMetrics()
+    for group in groups.values():
+        overall.merge(group)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": metadata["run_id"],
+        "started_at": metadata["started_at"],
+        "ended_at": ended_at.isoformat(),
+        "stop_reason": stop_reason,
+        "interrupted": interrupted,
+        "environment": metadata["environment"],
+        "scenario": metadata["scenario"],
+        "overall": {"figures": overall.figures()},
+        "groups": [
+            {"model": model, "figures": group.figures(), "metrics": group.to_json()}
+            for model, group in groups.items()
+        ],
+    }

@@ -1,0 +1,202 @@
+"""One SSE `data` payload of an OpenAI-compatible stream -> typed events.
+
+Sans-I/O like `sse.py`. A table keyed by the chunk's `object` picks the
+interpreter (chat chunks, text completions); a payload may carry several events
+at once (content plus a finish_reason plus usage), so interpreters return a tuple.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class FinishReason:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamError:
+    """An `{"error": ...}` object sent inside the stream."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The `data: [DONE]` sentinel."""
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A payload that is not the JSON object a chunk must be; `reason` says why."""
+
+    reason: str
+
+
+ChunkEvent = (
+    ContentDelta
+    | ReasoningDelta
+    | ToolCallDelta
+    | FinishReason
+    | Usage
+    | Cost
+    | StreamError
+    | Done
+    | Malformed
+)
+
+DONE_EVENTS: tuple[ChunkEvent, ...] = (Done(),)
+
+
+def interpret(data: str) -> tuple[ChunkEvent, ...]:
+    """Turn one SSE `data` payload into the events it carries (possibly none)."""
+    if data == "[DONE]":
+        return DONE_EVENTS
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return (Malformed(f"invalid JSON in chunk: {exc}"),)
+    if not isinstance(chunk, dict):
+        return (Malformed(f"chunk is a JSON {type(chunk).__name__}, expected an object"),)
+    if "error" in chunk:
+        return (StreamError(_error_message(chunk["error"])),)
+    reader = _READERS.get(chunk.get("object"), _chat_choices)
+    events = reader(chunk.get("choices"))
+    return events + _usage_and_cost(chunk)
+
+
+def response_id(data: str) -> str | None:
+    """The `id` a chunk carries (the server's request id), if any."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    value = chunk.get("id") if isinstance(chunk, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _chat_choices(choices: Any) -> tuple[ChunkEvent, ...]:
+    events: list[ChunkEvent] = []
+    for choice in _as_list(choices):
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                events.append(ReasoningDelta(reasoning))
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                events.append(ContentDelta(content))
+            tool_calls = delta.get("tool_calls")
+            if isinstance(tool_calls, list) and tool_calls:
+                events.append(ToolCallDelta(len(tool_calls)))
+        _append_finish(choice, events)
+    return tuple(events)
+
+
+def _text_choices(choices: Any) -> tuple[ChunkEvent, ...]:
+    events: list[ChunkEvent] = []
+    for choice in _as_list(choices):
+        text = choice.get("text")
+        if isinstance(text, str) and text:
+            events.append(ContentDelta(text))
+        _append_finish(choice, events)
+    return tuple(events)
+
+
+# Like h11's table of readers keyed by state: the chunk's `object` names its shape.
+# Servers that omit `object` get the chat reader, the common case.
+_READERS: dict[Any, Callable[[Any], tuple[ChunkEvent, ...]]] = {
+    "chat.completion.chunk": _chat_choices,
+    "text_completion": _text_choices,
+}
+
+
+def _as_list(choices: Any) -> list[dict[str, Any]]:
+    if not isinstance(choices, list):
+        return []
+    return [c for c in choices if isinstance(c, dict)]
+
+
+def _append_finish(choice: dict[str, Any], events: list[ChunkEvent]) -> None:
+    reason = choice.get("finish_reason")
+    if isinstance(reason, str) and reason:
+        events.append(FinishReason(reason))
+
+
+def _usage_and_cost(chunk: dict[str, Any]) -> tuple[ChunkEvent, ...]:
+    events: list[ChunkEvent] = []
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        events.append(
+            Usage(
+                _int_or_none(usage.get("prompt_tokens")),
+                _int_or_none(usage.get("completion_tokens")),
+            )
+        )
+    cost = chunk.get("cost")
+    if isinstance(cost, dict):
+        amount = _decimal_or_none(cost.get("amount"))
+        currency = cost.get("currency")
+        if amount is not None:
+            events.append(Cost(amount, currency if isinstance(currency, str) else "USD"))
+    return tuple(events)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _decimal_or_none(value: Any) -> Decimal | None:
+    # orjson gives floats; repr() is the shortest string that round-trips, so an
+    # amount written as a decimal literal of up to 15 digits comes back exactly.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _error_message(error: Any) -> str:
+    if isinstance(error, dict):
+        message = error.get("message")
+        parts = [str(message) if message is not None else "in-stream error"]
+        for key in ("type", "code"):
+            if error.get(key) is not None:
+                parts.append(f"{key}={error[key]}")
+        return " ".join(parts)
+    return str(error)

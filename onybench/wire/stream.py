@@ -1,0 +1,116 @@
+"""A whole stream's timed payloads -> what the request measured and how it ended.
+
+Run once per request, after the last byte, so JSON decoding stays off the
+per-chunk path: the client only stamps arrivals and keeps `(arrival_ns, data)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from onybench.wire.chunks import (
+    ContentDelta,
+    Cost,
+    Done,
+    FinishReason,
+    Malformed,
+    ReasoningDelta,
+    StreamError,
+    ToolCallDelta,
+    Usage,
+    interpret,
+    response_id,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSummary:
+    """The stream's token timeline, usage, cost and verdict.
+
+    `error_class` is None for a complete stream: one that ended with `[DONE]`, or
+    with a `finish_reason` followed by a clean close. Otherwise it is
+    `stream_error` (an in-stream error object), `invalid_json` (a malformed chunk)
+    or `truncated` (anything else).
+    """
+
+    token_times_ns: tuple[int, ...]
+    first_content_ns: int | None
+    text: str
+    response_id: str | None
+    prompt_tokens: int | None
+    output_tokens: int | None
+    cost: Cost | None
+    finish_reason: str | None
+    error_class: str | None
+    error_message: str | None
+
+
+def assemble(timed_data: Sequence[tuple[int, str]], *, closed_cleanly: bool) -> StreamSummary:
+    """Fold `(arrival_ns, data)` pairs, in arrival order, into a StreamSummary.
+
+    `closed_cleanly` is False when the connection dropped before the response
+    body ended.
+    """
+    token_times: list[int] = []
+    first_content_ns: int | None = None
+    text: list[str] = []
+    usage: Usage | None = None
+    cost: Cost | None = None
+    finish_reason: str | None = None
+    done = False
+    stream_error: str | None = None
+    malformed: str | None = None
+
+    for arrival_ns, data in timed_data:
+        if done:
+            break
+        carries_token = False
+        for event in interpret(data):
+            if isinstance(event, ContentDelta):
+                carries_token = True
+                text.append(event.text)
+                if first_content_ns is None:
+                    first_content_ns = arrival_ns
+            elif isinstance(event, ReasoningDelta | ToolCallDelta):
+                carries_token = True
+            elif isinstance(event, FinishReason):
+                finish_reason = event.reason
+            elif isinstance(event, Usage):
+                usage = event
+            elif isinstance(event, Cost):
+                cost = event
+            elif isinstance(event, Done):
+                done = True
+            elif isinstance(event, StreamError):
+                stream_error = stream_error or event.message
+            elif isinstance(event, Malformed):
+                malformed = malformed or event.reason
+        if carries_token:
+            token_times.append(arrival_ns)
+
+    error_class: str | None = None
+    error_message: str | None = None
+    if stream_error is not None:
+        error_class, error_message = "stream_error", stream_error
+    elif malformed is not None:
+        error_class, error_message = "invalid_json", malformed
+    elif not (done or (finish_reason is not None and closed_cleanly)):
+        error_class = "truncated"
+        if not closed_cleanly:
+            error_message = f"connection dropped mid-stream after {len(timed_data)} events"
+        else:
+            error_message = "stream ended with neither [DONE] nor a finish_reason"
+
+    return StreamSummary(
+        token_times_ns=tuple(token_times),
+        first_content_ns=first_content_ns,
+        text="".join(text),
+        response_id=response_id(timed_data[0][1]) if timed_data else None,
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        output_tokens=usage.completion_tokens if usage else None,
+        cost=cost,
+        finish_reason=finish_reason,
+        error_class=error_class,
+        error_message=error_message,
+    )

@@ -1,0 +1,91 @@
+from decimal import Decimal
+
+import pytest
+
+from onybench.wire.chunks import (
+    ContentDelta,
+    Cost,
+    Done,
+    FinishReason,
+    Malformed,
+    ReasoningDelta,
+    StreamError,
+    ToolCallDelta,
+    Usage,
+    interpret,
+    response_id,
+)
+
+ONYSOFT_CONTENT = (
+    '{"id":"req_a1","object":"chat.completion.chunk","choices":[{"delta":{"content":"Merhaba"}}]}'
+)
+ONYSOFT_USAGE = (
+    '{"id":"req_a1","object":"chat.completion.chunk","choices":[],'
+    '"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20},'
+    '"cost":{"amount":0.000008,"currency":"USD"}}'
+)
+
+
+def test_onysoft_content_chunk_is_a_content_delta() -> None:
+    assert interpret(ONYSOFT_CONTENT) == (ContentDelta("Merhaba"),)
+
+
+def test_onysoft_usage_chunk_with_empty_choices_gives_usage_and_exact_cost() -> None:
+    assert interpret(ONYSOFT_USAGE) == (Usage(12, 8), Cost(Decimal("0.000008"), "USD"))
+
+
+def test_done_sentinel() -> None:
+    assert interpret("[DONE]") == (Done(),)
+
+
+@pytest.mark.parametrize(
+    "delta",
+    ['{"role":"assistant"}', '{"role":"assistant","content":""}', '{"content":null}', "{}"],
+)
+def test_role_only_or_empty_delta_carries_no_token(delta: str) -> None:
+    assert interpret(f'{{"object":"chat.completion.chunk","choices":[{{"delta":{delta}}}]}}') == ()
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_reasoning_deltas_are_kept_apart_from_content(field: str) -> None:
+    data = f'{{"choices":[{{"delta":{{"{field}":"think"}}}}]}}'
+    assert interpret(data) == (ReasoningDelta("think"),)
+
+
+def test_tool_call_delta_counts_as_a_token() -> None:
+    data = '{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}]}'
+    assert interpret(data) == (ToolCallDelta(1),)
+
+
+def test_finish_reason_and_usage_in_the_same_chunk() -> None:
+    data = (
+        '{"choices":[{"delta":{"content":"."},"finish_reason":"stop"}],'
+        '"usage":{"prompt_tokens":3,"completion_tokens":5}}'
+    )
+    assert interpret(data) == (ContentDelta("."), FinishReason("stop"), Usage(3, 5))
+
+
+def test_text_completion_chunk_reads_choice_text() -> None:
+    data = '{"object":"text_completion","choices":[{"text":"Hi","finish_reason":"length"}]}'
+    assert interpret(data) == (ContentDelta("Hi"), FinishReason("length"))
+
+
+def test_in_stream_error_object() -> None:
+    data = '{"error":{"message":"upstream failed","type":"server_error","code":502}}'
+    assert interpret(data) == (StreamError("upstream failed type=server_error code=502"),)
+
+
+@pytest.mark.parametrize("data", ['{"choices":[', "[1,2]", "nonsense"])
+def test_malformed_payload_is_reported_not_raised(data: str) -> None:
+    (event,) = interpret(data)
+    assert isinstance(event, Malformed)
+
+
+def test_cost_amount_given_as_string_is_exact() -> None:
+    data = '{"choices":[],"cost":{"amount":"0.10000000000000000001","currency":"EUR"}}'
+    assert interpret(data) == (Cost(Decimal("0.10000000000000000001"), "EUR"),)
+
+
+def test_response_id_is_read_from_the_chunk() -> None:
+    assert response_id(ONYSOFT_CONTENT) == "req_a1"
+    assert response_id("[DONE]") is None
