@@ -1,0 +1,143 @@
+"""End to end: the real client against the real mock server, over loopback."""
+
+from __future__ import annotations
+
+import statistics
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from onybench.benchmark import RunResult, run
+from onybench.config import Scenario
+from onybench.metrics.record import RequestRecord
+from onybench.mock.config import MockConfig
+from onybench.mock.server import MockProcess
+from onybench.rundir import read_records
+
+
+def read_send_log(path: Path) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def mock_scenario(mock: MockConfig, **changes: object) -> Scenario:
+    return Scenario(
+        base_url="mock", mock=mock, prompt="one two three", max_tokens=None
+    ).with_overrides(**changes)
+
+
+@pytest.mark.parametrize(("concurrency", "requests"), [(1, 3), (20, 40)])
+def test_reported_ttft_and_itl_match_the_mocks_logged_truth(
+    tmp_path: Path, concurrency: int, requests: int
+) -> None:
+    log = tmp_path / "sent.jsonl"
+    mock = MockConfig(ttft_ms=100, itl_ms=10, output_tokens=128, send_log=str(log))
+    result = run(
+        mock_scenario(mock, concurrency=concurrency, requests=requests), out_dir=tmp_path / "run"
+    )
+    sent = read_send_log(log)
+    true_ttft_ms = [(s["token_sent_ns"][0] - s["received_ns"]) / 1e6 for s in sent]  # type: ignore[index,operator]
+    true_itl_ms = [
+        (b - a) / 1e6
+        for s in sent
+        for a, b in zip(s["token_sent_ns"], s["token_sent_ns"][1:])  # type: ignore[index,call-overload]
+    ]
+    figures = result.report["groups"][0]["figures"]
+    assert abs(figures["ttft.p50_ms"] - statistics.median(true_ttft_ms)) <= 2.0
+    assert abs(figures["itl.p50_ms"] - statistics.median(true_itl_ms)) <= 1.0
+    # Counts, tokens and cost: exactly what the mock sent.
+    assert figures["requests.total"] == figures["requests.succeeded"] == len(sent) == requests
+    assert figures["tokens.output"] == sum(s["output_tokens"] for s in sent) == 128 * requests  # type: ignore[misc]
+    total_cost = sum((Decimal(str(s["cost"])) for s in sent), Decimal(0))
+    assert result.groups["openai/gpt-4o-mini"].cost == {"USD": total_cost}
+    records = list(read_records(tmp_path / "run"))
+    assert sorted(r.response_id for r in records) == sorted(s["id"] for s in sent)  # type: ignore[type-var]
+
+
+def fault_run(tmp_path: Path, **faults: float) -> tuple[RunResult, list[RequestRecord]]:
+    mock = MockConfig(ttft_ms=1, itl_ms=1, output_tokens=8, cut_after_chunks=3, **faults)  # type: ignore[arg-type]
+    result = run(mock_scenario(mock, concurrency=2, requests=6), out_dir=tmp_path / "run")
+    return result, list(read_records(tmp_path / "run"))
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_class", "message_part"),
+    [
+        ("http_429_rate", "http_429", ""),
+        ("http_500_rate", "http_500", ""),
+        ("malformed_chunk_rate", "invalid_json", "invalid JSON"),
+        ("cut_rate", "truncated", "dropped"),
+        ("no_finish_rate", "truncated", "neither [DONE] nor a finish_reason"),
+        ("stream_error_rate", "stream_error", ""),
+    ],
+)
+def test_each_bad_stream_is_a_classified_error_and_the_run_goes_on(
+    tmp_path: Path, fault: str, error_class: str, message_part: str
+) -> None:
+    result, records = fault_run(tmp_path, **{fault: 1.0})
+    figures = result.report["groups"][0]["figures"]
+    assert figures["requests.total"] == 6
+    assert figures[f"errors.{error_class}"] == 6
+    assert figures["ttft.count"] == 0  # failed requests stay out of the latency figures
+    assert all(
+        r.error_class == error_class and message_part in (r.error_message or "") for r in records
+    )
+
+
+def test_http_errors_keep_the_servers_error_message(tmp_path: Path) -> None:
+    _, records = fault_run(tmp_path, http_429_rate=1.0)
+    assert all(r.status == 429 and r.error_message for r in records)
+
+
+def test_truncated_stream_keeps_what_it_measured(tmp_path: Path) -> None:
+    _, records = fault_run(tmp_path, cut_rate=1.0)
+    assert all(len(r.token_times_ns) == 3 for r in records)
+
+
+def test_finish_reason_and_clean_close_without_done_counts_as_complete(tmp_path: Path) -> None:
+    result, records = fault_run(tmp_path, no_done_rate=1.0)
+    figures = result.report["groups"][0]["figures"]
+    assert figures["requests.succeeded"] == 6
+    assert all(r.finish_reason is not None for r in records)
+
+
+def test_unreachable_host_is_a_connect_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    scenario = Scenario(base_url=f"http://127.0.0.1:{port}/v1", requests=3)
+    result = run(scenario, out_dir=tmp_path / "run", api_key="sk-ony-test")
+    assert result.report["groups"][0]["figures"]["errors.connect_error"] == 3
+    assert result.succeeded == 0
+
+
+def test_wrong_key_is_http_401_and_the_key_appears_nowhere(tmp_path: Path) -> None:
+    secret = "sk-ony-SECRET-never-print-me"
+    with MockProcess(
+        MockConfig(ttft_ms=1, itl_ms=1, output_tokens=4, require_api_key="right")
+    ) as mock:
+        scenario = Scenario(base_url=mock.base_url, requests=2, headers=(("X-Extra", secret),))
+        result = run(scenario, out_dir=tmp_path / "run", api_key=secret)
+    assert result.report["groups"][0]["figures"]["errors.http_401"] == 2
+    for path in (tmp_path / "run").iterdir():
+        assert secret not in path.read_text(), path.name
+
+
+def test_max_cost_stops_the_run_at_the_request_that_reaches_it(tmp_path: Path) -> None:
+    mock = MockConfig(
+        ttft_ms=1,
+        itl_ms=1,
+        output_tokens=10,
+        cost_per_prompt_token=Decimal(0),
+        cost_per_output_token=Decimal("0.001"),
+    )
+    scenario = mock_scenario(mock, concurrency=1, requests=100, max_cost=Decimal("0.03"))
+    result = run(scenario, out_dir=tmp_path / "run")
+    assert len(list(read_records(tmp_path / "run"))) == 3
+    assert result.groups["openai/gpt-4o-mini"].cost == {"USD": Decimal("0.030")}
+    assert result.stop_reason.startswith("cost limit reached")
