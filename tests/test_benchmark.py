@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import statistics
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -17,7 +19,7 @@ from onybench.mock.server import MockProcess
 from onybench.rundir import read_records
 
 
-def read_send_log(path: Path) -> list[dict[str, object]]:
+def read_send_log(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
@@ -37,26 +39,22 @@ def test_reported_ttft_and_itl_match_the_mocks_logged_truth(
         mock_scenario(mock, concurrency=concurrency, requests=requests), out_dir=tmp_path / "run"
     )
     sent = read_send_log(log)
-    true_ttft_ms = [(s["token_sent_ns"][0] - s["received_ns"]) / 1e6 for s in sent]  # type: ignore[index,operator]
-    true_itl_ms = [
-        (b - a) / 1e6
-        for s in sent
-        for a, b in zip(s["token_sent_ns"], s["token_sent_ns"][1:])  # type: ignore[index,call-overload]
-    ]
+    true_ttft_ms = [(s["token_sent_ns"][0] - s["received_ns"]) / 1e6 for s in sent]
+    true_itl_ms = [(b - a) / 1e6 for s in sent for a, b in pairwise(s["token_sent_ns"])]
     figures = result.report["groups"][0]["figures"]
     assert abs(figures["ttft.p50_ms"] - statistics.median(true_ttft_ms)) <= 2.0
     assert abs(figures["itl.p50_ms"] - statistics.median(true_itl_ms)) <= 1.0
     # Counts, tokens and cost: exactly what the mock sent.
     assert figures["requests.total"] == figures["requests.succeeded"] == len(sent) == requests
-    assert figures["tokens.output"] == sum(s["output_tokens"] for s in sent) == 128 * requests  # type: ignore[misc]
+    assert figures["tokens.output"] == sum(s["output_tokens"] for s in sent) == 128 * requests
     total_cost = sum((Decimal(str(s["cost"])) for s in sent), Decimal(0))
     assert result.groups["openai/gpt-4o-mini"].cost == {"USD": total_cost}
     records = list(read_records(tmp_path / "run"))
-    assert sorted(r.response_id for r in records) == sorted(s["id"] for s in sent)  # type: ignore[type-var]
+    assert sorted(r.response_id for r in records) == sorted(s["id"] for s in sent)
 
 
 def fault_run(tmp_path: Path, **faults: float) -> tuple[RunResult, list[RequestRecord]]:
-    mock = MockConfig(ttft_ms=1, itl_ms=1, output_tokens=8, cut_after_chunks=3, **faults)  # type: ignore[arg-type]
+    mock = MockConfig(ttft_ms=1, itl_ms=1, output_tokens=8, cut_after_chunks=3, **faults)
     result = run(mock_scenario(mock, concurrency=2, requests=6), out_dir=tmp_path / "run")
     return result, list(read_records(tmp_path / "run"))
 

@@ -57,7 +57,8 @@ def test_two_models_are_reported_side_by_side(tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     header = result.stdout.splitlines()[0]
-    assert "a/one" in header and "b/two" in header
+    assert "a/one" in header
+    assert "b/two" in header
     report = orjson.loads((out / "report.json").read_bytes())
     assert [g["figures"]["requests.total"] for g in report["groups"]] == [3, 3]
 
