@@ -1,0 +1,804 @@
+"""Tests for onybench.transport.LeanTransport against a scripted loopback server.
+
+Each test starts a tiny HTTP/1.1 server on 127.0.0.1 (port 0, read back) built from
+trio.serve_tcp and h11, and gives it a script: what to answer on each connection, in which
+writes, and when to stall or hang up. Bytes cross real sockets, so these tests run on real
+time (no autojump clock: it could jump while bytes are in flight); where a test must wait
+for the other side it waits on a trio.Event, never on a sleep.
+
+Which error a failure becomes (asserted below):
+    refused connection                 httpx.ConnectError
+    TLS handshake stalls / fails       httpx.ConnectTimeout / httpx.ConnectError
+    server closes before answering     httpx.RemoteProtocolError "server disconnected ..."
+    server closes mid-body (FIN)       httpx.RemoteProtocolError "incomplete body ..."
+                                       (a reset, RST, would be httpx.ReadError)
+    bytes that are not HTTP            httpx.RemoteProtocolError
+    no bytes for the read timeout      httpx.ReadTimeout
+    send blocked for the write timeout httpx.WriteTimeout
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+import h11
+import httpx
+import pytest
+import trio
+
+from onybench.transport import LeanTransport
+
+# A self-signed certificate for IP 127.0.0.1, valid 2000-2100, so https tests need no
+# network and no certificate tooling.
+CERT_PEM = """-----BEGIN CERTIFICATE-----
+MIIBZTCCAQqgAwIBAgIBATAKBggqhkjOPQQDAjAYMRYwFAYDVQQDDA1vbnliZW5j
+aC10ZXN0MCAXDTAwMDEwMTAwMDAwMFoYDzIxMDAwMTAxMDAwMDAwWjAYMRYwFAYD
+VQQDDA1vbnliZW5jaC10ZXN0MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEDrW9
+ftyVekG75xxjVWXn6XMb/HETNyFU1qzYtu97Gyt0g6BIJKaD19fqm78RWNJ/kC4N
+6PlT6FGBROO2gLrD96NDMEEwDwYDVR0RBAgwBocEfwAAATAPBgNVHRMBAf8EBTAD
+AQH/MB0GA1UdDgQWBBS3ruf323LLO9SlowkkmToTe41B8zAKBggqhkjOPQQDAgNJ
+ADBGAiEA6FZW/ollqg9tPql97npxbGnVGhg2KCJbAPFhk1qV3lMCIQDA0Pb77NXi
+8yR9wTZv/92QJuE9ulfv0w+iEcnWENDJeA==
+-----END CERTIFICATE-----
+"""
+KEY_PEM = """-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgpIkXPMitTzsOMRqT
+Tkj/TdPM6lCOg+MHSV9F/0Z7Wt+hRANCAAQOtb1+3JV6QbvnHGNVZefpcxv8cRM3
+IVTWrNi273sbK3SDoEgkpoPX1+qbvxFY0n+QLg3o+VPoUYFE47aAusP3
+-----END PRIVATE KEY-----
+"""
+
+# Every warning fails a test: a socket the transport forgot to close shows up as
+# ResourceWarning("unclosed socket") when the garbage collector finds it.
+pytestmark = pytest.mark.filterwarnings("error")
+
+SSE_EVENTS = [b'data: {"n": 1}\n\n', b'data: {"n": 2}\n\n', b"data: [DONE]\n\n"]
+SHORT_TIMEOUT_S = 0.2
+
+
+# --- the scripted loopback server ---------------------------------------------------------
+
+
+class ServerSide:
+    """One accepted connection, as the server script sees it."""
+
+    def __init__(self, stream: trio.abc.Stream, index: int) -> None:
+        self.stream = stream
+        self.index = index  # 0 for the server's first connection, 1 for the next, ...
+        self.h11 = h11.Connection(our_role=h11.SERVER)
+        self.closed_by_client = trio.Event()
+
+    async def read_request(self) -> tuple[h11.Request, bytes] | None:
+        """The next request with its whole body, or None if the client closed."""
+        request = await self.read_head()
+        if request is None:
+            return None
+        body = b""
+        while True:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return request, body
+
+    async def read_head(self) -> h11.Request | None:
+        event = await self._next_event()
+        if isinstance(event, h11.ConnectionClosed):
+            self.closed_by_client.set()
+            return None
+        assert isinstance(event, h11.Request)
+        return event
+
+    async def send(self, *events: h11.Event) -> None:
+        """Send `events` in one write."""
+        await self.send_raw(b"".join(self.h11.send(event) or b"" for event in events))
+
+    async def send_raw(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def respond(self, body: bytes = b"ok", headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """A complete response, head and body in one write, then ready for the next."""
+        head = h11.Response(status_code=200, headers=[("content-length", str(len(body))), *headers])
+        await self.send(head, h11.Data(data=body), h11.EndOfMessage())
+        if self.h11.our_state is h11.DONE:
+            self.h11.start_next_cycle()
+
+    async def wait_until_client_closes(self) -> None:
+        while True:
+            try:
+                data = await self.stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                data = b""
+            if not data:
+                self.closed_by_client.set()
+                return
+
+    async def _next_event(self) -> h11.Event:
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                assert isinstance(event, h11.Event)
+                return event
+            self.h11.receive_data(bytes(await self.stream.receive_some(65536)))
+
+
+Script = Callable[[ServerSide], Awaitable[None]]
+
+
+class LoopbackServer:
+    def __init__(self, script: Script, scheme: str) -> None:
+        self.script = script
+        self.scheme = scheme
+        self.port = 0
+        self.connections: list[ServerSide] = []
+
+    def url(self, path: str = "/v1/chat/completions") -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        side = ServerSide(stream, len(self.connections))
+        self.connections.append(side)
+        try:
+            await self.script(side)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away; the test decides whether that was expected
+        finally:
+            await trio.aclose_forcefully(stream)
+
+
+@asynccontextmanager
+async def serving(
+    script: Script, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[LoopbackServer]:
+    server = LoopbackServer(script, "http" if tls is None else "https")
+    async with trio.open_nursery() as nursery:
+        serve: Callable[..., Awaitable[object]]
+        if tls is None:
+            serve = partial(trio.serve_tcp, server.handle, 0, host="127.0.0.1")
+        else:
+            serve = partial(
+                trio.serve_ssl_over_tcp,
+                server.handle,
+                0,
+                tls,
+                host="127.0.0.1",
+                https_compatible=True,
+            )
+        listeners = await nursery.start(serve)
+        listener = listeners[0]
+        if isinstance(listener, trio.SSLListener):
+            listener = listener.transport_listener
+        server.port = listener.socket.getsockname()[1]
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+async def serve_ok_until_client_closes(side: ServerSide) -> None:
+    while await side.read_request() is not None:
+        await side.respond()
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def make_request(
+    url: str, *, read_s: float | None = None, connect_s: float | None = None, **kwargs: object
+) -> httpx.Request:
+    request = httpx.Request("POST", url, **kwargs)  # type: ignore[arg-type]
+    request.extensions["timeout"] = {
+        "connect": connect_s,
+        "read": read_s,
+        "write": None,
+        "pool": None,
+    }
+    return request
+
+
+async def read_body(response: httpx.Response) -> list[bytes]:
+    """The chunks the transport yields, each as it came."""
+    assert isinstance(response.stream, httpx.AsyncByteStream)
+    chunks = [chunk async for chunk in response.stream]
+    await response.stream.aclose()
+    return chunks
+
+
+async def fetch(transport: LeanTransport, url: str) -> tuple[httpx.Response, list[bytes]]:
+    return await fetch_with(transport, make_request(url, json={"n": 1}))
+
+
+async def fetch_with(
+    transport: LeanTransport, request: httpx.Request
+) -> tuple[httpx.Response, list[bytes]]:
+    response = await transport.handle_async_request(request)
+    return response, await read_body(response)
+
+
+def sse_head() -> h11.Response:
+    return h11.Response(
+        status_code=200,
+        headers=[("content-type", "text/event-stream"), ("transfer-encoding", "chunked")],
+    )
+
+
+async def endless_body() -> AsyncGenerator[bytes]:
+    """A request body that never ends (64 KiB at a time)."""
+    while True:
+        yield b"x" * 65536
+
+
+async def unused_port() -> int:
+    """A loopback port nobody listens on: bound, read back, closed."""
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+# --- (a) the transport against scripted servers -------------------------------------------
+
+
+async def test_each_server_write_of_an_sse_body_arrives_as_its_own_chunk() -> None:
+    consumed = trio.Semaphore(0)  # released by the client per chunk read
+
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head())
+        for event_bytes in SSE_EVENTS:
+            await side.send(h11.Data(data=event_bytes))
+            await consumed.acquire()  # the next write goes out once this one was read
+        await side.send(h11.EndOfMessage())
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response = await transport.handle_async_request(make_request(server.url(), json={}))
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        received = []
+        async for chunk in response.stream:
+            assert type(chunk) is bytes
+            received.append(chunk)
+            consumed.release()
+        await response.stream.aclose()
+        await transport.aclose()
+
+    assert received == SSE_EVENTS
+
+
+async def test_http_chunks_sent_in_one_write_are_yielded_separately_not_coalesced() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head(), *(h11.Data(data=e) for e in SSE_EVENTS), h11.EndOfMessage())
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        _, chunks = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert chunks == SSE_EVENTS
+
+
+async def test_second_request_reuses_the_kept_alive_connection() -> None:
+    async with serving(serve_ok_until_client_closes) as server:
+        transport = LeanTransport()
+        first, first_body = await fetch(transport, server.url())
+        second, second_body = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert first_body == second_body == [b"ok"]
+    connect_ns = first.extensions["onybench.connect_ns"]
+    assert isinstance(connect_ns, int)
+    assert 0 < connect_ns < 1_000_000_000
+    assert second.extensions["onybench.connect_ns"] is None
+    assert first.extensions["http_version"] == second.extensions["http_version"] == b"HTTP/1.1"
+    assert len(server.connections) == 1
+
+
+async def test_response_with_connection_close_is_not_reused() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.respond(headers=(("connection", "close"),))
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        first, _ = await fetch(transport, server.url())
+        second, second_body = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert second_body == [b"ok"]
+    assert first.extensions["onybench.connect_ns"] is not None
+    assert second.extensions["onybench.connect_ns"] is not None
+    assert len(server.connections) == 2
+
+
+async def test_idle_connection_the_server_closed_silently_is_replaced_not_reused() -> None:
+    # llama.cpp's way: announce nothing, answer, hang up.
+    hung_up = trio.Event()
+
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.respond()
+        await side.stream.aclose()
+        hung_up.set()
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        await fetch(transport, server.url())
+        await hung_up.wait()
+        second, second_body = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert second.status_code == 200
+    assert second_body == [b"ok"]
+    assert second.extensions["onybench.connect_ns"] is not None
+    assert len(server.connections) == 2
+
+
+async def test_bytes_after_the_response_keep_the_connection_out_of_the_pool() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send_raw(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokJUNK")
+        await side.wait_until_client_closes()
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        _, first_body = await fetch(transport, server.url())
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        await transport.aclose()
+
+    assert first_body == [b"ok"]
+
+
+async def test_interim_100_continue_is_skipped_for_the_final_response() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(h11.InformationalResponse(status_code=100, headers=[]))
+        await side.respond(b"final")
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response, body = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert response.status_code == 200
+    assert body == [b"final"]
+
+
+async def test_http_1_0_body_read_until_close_ends_cleanly() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send_raw(b"HTTP/1.0 200 OK\r\n\r\nhello")
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response, body = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert body == [b"hello"]
+    assert response.extensions["http_version"] == b"HTTP/1.0"
+
+
+async def test_concurrent_requests_open_a_connection_each_and_the_next_wave_reuses_them() -> None:
+    wave_size = 10
+    arrived = [0, 0]
+    all_arrived = [trio.Event(), trio.Event()]
+
+    async def script(side: ServerSide) -> None:
+        for wave in range(2):
+            if await side.read_request() is None:
+                return
+            arrived[wave] += 1
+            if arrived[wave] == wave_size:
+                all_arrived[wave].set()
+            await all_arrived[wave].wait()  # answer only once the whole wave is in flight
+            await side.respond()
+        await side.wait_until_client_closes()
+
+    connect_ns: list[list[int | None]] = [[], []]
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+
+        async def one_request(wave: int) -> None:
+            response, body = await fetch(transport, server.url())
+            assert body == [b"ok"]
+            connect_ns[wave].append(response.extensions["onybench.connect_ns"])
+
+        for wave in range(2):
+            with trio.fail_after(5):
+                async with trio.open_nursery() as nursery:
+                    for _ in range(wave_size):
+                        nursery.start_soon(one_request, wave)
+        await transport.aclose()
+
+    assert all(isinstance(ns, int) for ns in connect_ns[0])
+    assert connect_ns[1] == [None] * wave_size
+    assert len(server.connections) == wave_size
+
+
+@pytest.mark.parametrize(
+    "cut_response",
+    [
+        pytest.param(b"content-length: 100\r\n\r\n" + b"x" * 10, id="content-length"),
+        pytest.param(b"transfer-encoding: chunked\r\n\r\na\r\nxxxxxxxxxx\r\n", id="chunked"),
+    ],
+)
+async def test_body_cut_midway_raises_remote_protocol_error_after_the_bytes_that_came(
+    cut_response: bytes,
+) -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send_raw(b"HTTP/1.1 200 OK\r\n" + cut_response)
+        # returning closes the socket: FIN, an orderly close mid-body
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response = await transport.handle_async_request(make_request(server.url()))
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        stream = aiter(response.stream)
+        assert await anext(stream) == b"x" * 10
+        with pytest.raises(httpx.RemoteProtocolError, match="incomplete body"):
+            await anext(stream)
+        # The stream is finished and its connection gone: nothing more, no error.
+        assert [chunk async for chunk in response.stream] == []
+        await response.stream.aclose()
+        await transport.aclose()
+
+
+async def test_server_closing_before_answering_raises_server_disconnected() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()  # the request is read, then the socket closed unanswered
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        with pytest.raises(
+            httpx.RemoteProtocolError, match="server disconnected without sending a response"
+        ) as caught:
+            await transport.handle_async_request(make_request(server.url()))
+        await transport.aclose()
+
+    assert caught.value.request.url == server.url()
+
+
+async def test_invalid_http_from_the_server_raises_remote_protocol_error() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send_raw(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await side.wait_until_client_closes()
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        with pytest.raises(httpx.RemoteProtocolError):
+            await transport.handle_async_request(make_request(server.url()))
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        await transport.aclose()
+
+
+async def test_server_stalling_after_the_head_raises_read_timeout_on_the_body() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head(), h11.Data(data=SSE_EVENTS[0]))
+        await side.wait_until_client_closes()
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        request = make_request(server.url(), read_s=SHORT_TIMEOUT_S)
+        response = await transport.handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        stream = aiter(response.stream)
+        assert await anext(stream) == SSE_EVENTS[0]
+        started = time.perf_counter()
+        with pytest.raises(httpx.ReadTimeout) as caught:
+            await anext(stream)
+        waited_s = time.perf_counter() - started
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()  # timed out = closed
+        await transport.aclose()
+
+    assert SHORT_TIMEOUT_S <= waited_s < SHORT_TIMEOUT_S + 1
+    assert caught.value.request is request
+
+
+async def test_server_silent_after_the_request_raises_read_timeout_on_the_head() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.wait_until_client_closes()
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        with pytest.raises(httpx.ReadTimeout):
+            await transport.handle_async_request(make_request(server.url(), read_s=SHORT_TIMEOUT_S))
+        await transport.aclose()
+
+
+async def test_refused_connection_raises_connect_error() -> None:
+    port = await unused_port()
+    transport = LeanTransport()
+    with pytest.raises(httpx.ConnectError, match="Connection refused") as caught:
+        await transport.handle_async_request(make_request(f"http://127.0.0.1:{port}/"))
+    await transport.aclose()
+
+    assert str(caught.value).startswith("connect failed: ConnectionRefusedError:")
+
+
+async def test_a_scheme_other_than_http_or_https_is_refused_before_connecting() -> None:
+    transport = LeanTransport()
+    with pytest.raises(httpx.UnsupportedProtocol):
+        await transport.handle_async_request(httpx.Request("GET", "ftp://127.0.0.1/"))
+    await transport.aclose()
+
+
+async def test_tls_handshake_that_never_completes_raises_connect_timeout() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.wait_until_client_closes()  # a TCP server that never speaks TLS
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        url = f"https://127.0.0.1:{server.port}/"
+        with pytest.raises(httpx.ConnectTimeout):
+            await transport.handle_async_request(make_request(url, connect_s=SHORT_TIMEOUT_S))
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        await transport.aclose()
+
+
+async def test_send_blocked_by_a_server_that_never_reads_raises_write_timeout() -> None:
+    async def script(side: ServerSide) -> None:
+        await trio.sleep_forever()  # read nothing, so the client's send buffer fills
+
+    async with serving(script) as server, aclosing(endless_body()) as body:
+        transport = LeanTransport()
+        request = make_request(server.url(), content=body)
+        request.extensions["timeout"]["write"] = SHORT_TIMEOUT_S
+        with pytest.raises(httpx.WriteTimeout):
+            await transport.handle_async_request(request)
+        await transport.aclose()
+
+
+async def test_early_answer_while_the_body_is_still_being_sent_is_returned() -> None:
+    # A server refusing a huge prompt answers 413 before reading it all and hangs up; our
+    # send then fails, and the answer must still win over the write error.
+    async def script(side: ServerSide) -> None:
+        await side.read_head()
+        await side.send_raw(
+            b"HTTP/1.1 413 Payload Too Large\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbig"
+        )
+
+    async with serving(script) as server, aclosing(endless_body()) as request_body:
+        transport = LeanTransport()
+        response, body = await fetch_with(
+            transport, make_request(server.url(), content=request_body)
+        )
+        await transport.aclose()
+
+    assert response.status_code == 413
+    assert body == [b"big"]
+
+
+async def test_cancelling_the_reader_mid_body_closes_the_connection() -> None:
+    async def script(side: ServerSide) -> None:
+        if side.index == 0:
+            await side.read_request()
+            await side.send(sse_head(), h11.Data(data=SSE_EVENTS[0]))
+            await side.wait_until_client_closes()
+        else:
+            await serve_ok_until_client_closes(side)
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response = await transport.handle_async_request(make_request(server.url()))
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        received = []
+        with trio.CancelScope() as scope:
+            async for chunk in response.stream:
+                received.append(chunk)
+                scope.cancel()  # the next read is cancelled mid-response
+        # Closed by the cancellation itself, before anyone closes the response.
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        await response.stream.aclose()
+        after, after_body = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert scope.cancelled_caught
+    assert received == [SSE_EVENTS[0]]
+    assert after_body == [b"ok"]
+    assert after.extensions["onybench.connect_ns"] is not None
+    assert len(server.connections) == 2
+
+
+async def test_cancelling_a_request_that_awaits_its_head_closes_the_connection() -> None:
+    request_arrived = trio.Event()
+
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        request_arrived.set()
+        await side.wait_until_client_closes()
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(transport.handle_async_request, make_request(server.url()))
+            await request_arrived.wait()
+            nursery.cancel_scope.cancel()
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        await transport.aclose()
+
+
+async def test_closing_a_response_before_its_end_closes_the_connection() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head(), h11.Data(data=SSE_EVENTS[0]))
+        await side.wait_until_client_closes()
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response = await transport.handle_async_request(make_request(server.url()))
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        assert await anext(aiter(response.stream)) == SSE_EVENTS[0]
+        await response.stream.aclose()
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        await transport.aclose()
+
+
+async def test_closing_an_unread_response_whose_body_already_arrived_keeps_the_connection() -> None:
+    async with serving(serve_ok_until_client_closes) as server:
+        transport = LeanTransport()
+        first = await transport.handle_async_request(make_request(server.url()))
+        assert isinstance(first.stream, httpx.AsyncByteStream)
+        await first.stream.aclose()  # head and body came in one write: nothing left to read
+        second, second_body = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert second_body == [b"ok"]
+    assert second.extensions["onybench.connect_ns"] is None
+    assert len(server.connections) == 1
+
+
+async def test_aclose_closes_idle_connections_and_refuses_new_requests() -> None:
+    async with serving(serve_ok_until_client_closes) as server:
+        transport = LeanTransport()
+        await fetch(transport, server.url())
+        await transport.aclose()
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        with pytest.raises(RuntimeError, match="closed"):
+            await transport.handle_async_request(make_request(server.url()))
+
+
+async def test_request_without_host_or_length_gets_host_and_chunked_framing() -> None:
+    received: list[tuple[h11.Request, bytes]] = []
+
+    async def script(side: ServerSide) -> None:
+        exchange = await side.read_request()
+        assert exchange is not None
+        received.append(exchange)
+        await side.respond()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b""
+        yield b'{"prompt": '
+        yield b'"hi"}'
+
+    async with serving(script) as server:
+        request = make_request(server.url(), content=body())
+        del request.headers["host"]
+        del request.headers["transfer-encoding"]
+        transport = LeanTransport()
+        _, response_body = await fetch_with(transport, request)
+        await transport.aclose()
+
+    assert response_body == [b"ok"]
+    [(head, request_body)] = received
+    headers = dict(head.headers)
+    assert headers[b"host"] == f"127.0.0.1:{server.port}".encode()
+    assert headers[b"transfer-encoding"] == b"chunked"
+    assert request_body == b'{"prompt": "hi"}'
+
+
+def tls_server_context(tmp_path: Path) -> ssl.SSLContext:
+    (tmp_path / "cert.pem").write_text(CERT_PEM)
+    (tmp_path / "key.pem").write_text(KEY_PEM)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+async def test_https_negotiates_http_1_1_times_the_handshake_and_reuses_the_connection(
+    tmp_path: Path,
+) -> None:
+    alpn_seen: list[str | None] = []
+
+    async def script(side: ServerSide) -> None:
+        assert isinstance(side.stream, trio.SSLStream)
+        await side.stream.do_handshake()
+        alpn_seen.append(side.stream.selected_alpn_protocol())
+        await serve_ok_until_client_closes(side)
+
+    client_context = ssl.create_default_context(cadata=CERT_PEM)
+    client_context.set_alpn_protocols(["http/1.1"])
+    async with serving(script, tls=tls_server_context(tmp_path)) as server:
+        transport = LeanTransport(verify=client_context)
+        first, first_body = await fetch(transport, server.url())
+        second, second_body = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert first_body == second_body == [b"ok"]
+    assert isinstance(first.extensions["onybench.connect_ns"], int)
+    assert second.extensions["onybench.connect_ns"] is None
+    assert alpn_seen == ["http/1.1"]
+    assert len(server.connections) == 1
+
+
+async def test_https_to_an_untrusted_certificate_raises_connect_error(tmp_path: Path) -> None:
+    async with serving(serve_ok_until_client_closes, tls=tls_server_context(tmp_path)) as server:
+        transport = LeanTransport()  # system CAs: the test certificate is not among them
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await transport.handle_async_request(make_request(server.url()))
+        await transport.aclose()
+
+
+# --- (b) through httpx's own API ----------------------------------------------------------
+
+
+async def test_httpx_client_streams_a_json_post_end_to_end() -> None:
+    received: list[tuple[h11.Request, bytes]] = []
+    consumed = trio.Semaphore(0)  # released by the client per chunk read
+
+    async def script(side: ServerSide) -> None:
+        while (exchange := await side.read_request()) is not None:
+            received.append(exchange)
+            await side.send(sse_head())
+            for event_bytes in SSE_EVENTS:
+                await side.send(h11.Data(data=event_bytes))
+                await consumed.acquire()  # the next write goes out once this one was read
+            await side.send(h11.EndOfMessage())
+            side.h11.start_next_cycle()
+
+    payload = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with (
+        serving(script) as server,
+        httpx.AsyncClient(transport=LeanTransport(), timeout=5.0) as client,
+    ):
+        extensions = []
+        for _ in range(2):
+            async with client.stream("POST", server.url(), json=payload) as response:
+                assert response.status_code == 200
+                extensions.append(response.extensions)
+                chunks = []
+                async for chunk in response.aiter_raw():
+                    chunks.append(chunk)
+                    consumed.release()
+            assert chunks == SSE_EVENTS
+
+    assert isinstance(extensions[0]["onybench.connect_ns"], int)
+    assert extensions[1]["onybench.connect_ns"] is None
+    assert extensions[0]["http_version"] == b"HTTP/1.1"
+    assert len(server.connections) == 1
+    for head, body in received:
+        headers = dict(head.headers)
+        assert head.method == b"POST"
+        assert head.target == b"/v1/chat/completions"
+        assert headers[b"host"] == f"127.0.0.1:{server.port}".encode()
+        assert headers[b"content-type"] == b"application/json"
+        assert headers[b"content-length"] == str(len(body)).encode()
+        assert json.loads(body) == payload
+
+
+async def test_httpx_client_maps_a_refused_connection_to_connect_error() -> None:
+    port = await unused_port()
+    async with httpx.AsyncClient(transport=LeanTransport()) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/v1/models")
