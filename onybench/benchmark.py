@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from onybench import __version__
 from onybench.client import RequestSpec, StreamingClient, Target
 from onybench.config import Scenario
 from onybench.errors import ScenarioError
+from onybench.load.health import watch_event_loop
 from onybench.load.runner import ClosedLoopPlan, Runner, RunState
+from onybench.metrics.health import ClientHealth
 from onybench.metrics.record import RequestRecord
 from onybench.metrics.summary import GroupMetrics
 from onybench.mock.server import MockProcess
@@ -54,6 +57,7 @@ class RunResult:
     run_dir: Path
     report: dict[str, Any]
     groups: dict[str, GroupMetrics]
+    health: ClientHealth
     stop_reason: str
     interrupted: bool
 
@@ -121,6 +125,7 @@ async def _run(
     metadata = _run_metadata(scenario, out_dir.name, started_at)
     run_dir.create(metadata)
     groups = {model: GroupMetrics() for model in scenario.models}
+    health = ClientHealth()
     costs: dict[str, Decimal] = {}
     plan = ClosedLoopPlan(
         models=scenario.models,
@@ -133,6 +138,7 @@ async def _run(
     def on_record(record: RequestRecord, runner: Runner) -> None:
         run_dir.append(record)
         groups[record.model].add(record)
+        health.add_record(record)
         if record.cost_amount is not None and record.cost_currency is not None:
             costs[record.cost_currency] = (
                 costs.get(record.cost_currency, Decimal(0)) + record.cost_amount
@@ -158,14 +164,17 @@ async def _run(
                 await client.run_request(index, specs[model], sink)
 
             runner = Runner(plan, send, on_record=on_record)
-            monitor = _monitor(groups, progress) if progress is not None else None
-            state = await runner.run(monitor)
+            background = [partial(watch_event_loop, health)]
+            if progress is not None:
+                background.append(partial(_report_progress, runner.state, groups, progress))
+            state = await runner.run(background)
     finally:
         run_dir.close()
 
     report = build_report(
         metadata=metadata,
         groups=groups,
+        health=health,
         stop_reason=state.stop_reason or "",
         interrupted=state.interrupted,
         ended_at=datetime.now(UTC),
@@ -175,37 +184,35 @@ async def _run(
         run_dir=out_dir,
         report=report,
         groups=groups,
+        health=health,
         stop_reason=state.stop_reason or "",
         interrupted=state.interrupted,
     )
 
 
-def _monitor(
-    groups: dict[str, GroupMetrics], progress: ProgressCallback
-) -> Callable[[RunState], Any]:
-    async def monitor(state: RunState) -> None:
-        start = time.perf_counter()
-        while True:
-            await trio.sleep(PROGRESS_INTERVAL_S)
-            elapsed = time.perf_counter() - start
-            merged = GroupMetrics()
-            for group in groups.values():
-                merged.merge(group)
-            ttft = merged.histograms["ttft"].stats()
-            progress(
-                Progress(
-                    planned=state.planned,
-                    finished=state.finished,
-                    failed=state.failed,
-                    in_flight=state.in_flight,
-                    elapsed_s=elapsed,
-                    output_tokens_per_s=merged.output_tokens / elapsed if elapsed > 0 else 0.0,
-                    ttft_p50_ms=ttft.get("p50"),
-                    ttft_p99_ms=ttft.get("p99"),
-                )
+async def _report_progress(
+    state: RunState, groups: dict[str, GroupMetrics], progress: ProgressCallback
+) -> None:
+    start = time.perf_counter()
+    while True:
+        await trio.sleep(PROGRESS_INTERVAL_S)
+        elapsed = time.perf_counter() - start
+        merged = GroupMetrics()
+        for group in groups.values():
+            merged.merge(group)
+        ttft = merged.histograms["ttft"].stats()
+        progress(
+            Progress(
+                planned=state.planned,
+                finished=state.finished,
+                failed=state.failed,
+                in_flight=state.in_flight,
+                elapsed_s=elapsed,
+                output_tokens_per_s=merged.output_tokens / elapsed if elapsed > 0 else 0.0,
+                ttft_p50_ms=ttft.get("p50"),
+                ttft_p99_ms=ttft.get("p99"),
             )
-
-    return monitor
+        )
 
 
 def _run_metadata(scenario: Scenario, run_id: str, started_at: datetime) -> dict[str, Any]:

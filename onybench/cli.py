@@ -140,6 +140,13 @@ def run(
         Path | None,
         typer.Option(help="Run directory (default reports/<run-id>/); must be new or empty."),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help=f"Exit {EXIT_UNRELIABLE} when onybench was itself the bottleneck "
+            "(event-loop lag or CPU saturation distorted the timings)."
+        ),
+    ] = False,
 ) -> None:
     """Run a closed-loop benchmark and write report.json and records.jsonl."""
     try:
@@ -180,6 +187,9 @@ def run(
     if result.succeeded == 0:
         _err("error: no request succeeded; see the errors above and records.jsonl")
         raise typer.Exit(EXIT_NOTHING_SUCCEEDED)
+    if strict and result.health.verdict().client_limited:
+        _err("error: the client was the bottleneck and --strict was given")
+        raise typer.Exit(EXIT_UNRELIABLE)
 
 
 def _parse_headers(values: list[str]) -> tuple[tuple[str, str], ...]:

@@ -241,7 +241,12 @@ class _Connection:
 
 
 class _ResponseBody(httpx.AsyncByteStream):
-    """The response body: one ``bytes`` per h11 ``Data`` event, as soon as it is parsed.
+    """The response body: one ``bytes`` per socket read, as soon as it is parsed.
+
+    All the body data one read brought (several chunked-encoding frames, i.e.
+    several SSE events, when the server's writes were coalesced on the way) is
+    handed out together, because the caller stamps each piece with its arrival
+    time: events that arrived together must carry the same stamp.
 
     Iterates by ``__anext__`` rather than an async generator: no generator frame to
     suspend per chunk, and no unfinished generator left for the GC to close in an
@@ -279,12 +284,25 @@ class _ResponseBody(httpx.AsyncByteStream):
             self._conn = None
             conn.close()
             raise
-        if type(event) is h11.Data:
-            # h11 hands out a fresh bytearray; bytes() makes it the immutable type every
-            # consumer expects, for one small copy per chunk.
-            return bytes(event.data)
-        self._finish(conn, event)
-        raise StopAsyncIteration
+        if type(event) is not h11.Data:
+            self._finish(conn, event)
+            raise StopAsyncIteration
+        # h11 hands out a fresh bytearray; bytes() makes it the immutable type every
+        # consumer expects, for one small copy per read.
+        data = bytes(event.data)
+        while True:
+            try:
+                event = conn.h11.next_event()
+            except h11.RemoteProtocolError:
+                break  # raised again, and mapped, by the next read
+            if type(event) is h11.Data:
+                data += event.data
+            elif event is h11.NEED_DATA:
+                break
+            else:
+                self._finish(conn, event)
+                break
+        return data
 
     async def aclose(self) -> None:
         """Pool the connection if its response is complete, else close it.

@@ -139,3 +139,21 @@ def test_max_cost_stops_the_run_at_the_request_that_reaches_it(tmp_path: Path) -
     assert len(list(read_records(tmp_path / "run"))) == 3
     assert result.groups["openai/gpt-4o-mini"].cost == {"USD": Decimal("0.030")}
     assert result.stop_reason.startswith("cost limit reached")
+
+
+def test_a_deliberately_overloaded_client_is_flagged_with_coalesced_itl(tmp_path: Path) -> None:
+    # 300 streams at a 2 ms ITL offer ~150k events/s: far beyond one trio process.
+    mock = MockConfig(ttft_ms=20, itl_ms=2, output_tokens=64)
+    result = run(mock_scenario(mock, concurrency=300, requests=300), out_dir=tmp_path / "run")
+    health = result.report["client_health"]
+    assert health["client_limited"] is True
+    assert health["figures"]["coalesced.client"] > 0
+    assert any("event-loop lag" in reason for reason in health["reasons"])
+
+
+def test_a_run_well_inside_the_clients_capacity_is_not_flagged(tmp_path: Path) -> None:
+    mock = MockConfig(ttft_ms=20, itl_ms=10, output_tokens=32)
+    result = run(mock_scenario(mock, concurrency=2, requests=4), out_dir=tmp_path / "run")
+    health = result.report["client_health"]
+    assert health["client_limited"] is False, health["reasons"]
+    assert health["figures"]["loop_lag.count"] > 0

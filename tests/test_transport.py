@@ -272,7 +272,7 @@ async def test_each_server_write_of_an_sse_body_arrives_as_its_own_chunk() -> No
     assert received == SSE_EVENTS
 
 
-async def test_http_chunks_sent_in_one_write_are_yielded_separately_not_coalesced() -> None:
+async def test_http_chunks_that_arrive_in_one_read_are_yielded_together_for_one_stamp() -> None:
     async def script(side: ServerSide) -> None:
         await side.read_request()
         await side.send(sse_head(), *(h11.Data(data=e) for e in SSE_EVENTS), h11.EndOfMessage())
@@ -282,7 +282,7 @@ async def test_http_chunks_sent_in_one_write_are_yielded_separately_not_coalesce
         _, chunks = await fetch(transport, server.url())
         await transport.aclose()
 
-    assert chunks == SSE_EVENTS
+    assert chunks == [b"".join(SSE_EVENTS)]
 
 
 async def test_second_request_reuses_the_kept_alive_connection() -> None:

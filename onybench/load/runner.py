@@ -46,7 +46,7 @@ class RunState:
     interrupted: bool = False
 
 
-Monitor = Callable[[RunState], Awaitable[None]]
+BackgroundTask = Callable[[], Awaitable[None]]
 RecordListener = Callable[[RequestRecord, "Runner"], None]
 
 
@@ -71,7 +71,8 @@ class Runner:
         self._in_flight_scope = trio.CancelScope()
         self._watchers: trio.Nursery | None = None
 
-    async def run(self, monitor: Monitor | None = None) -> RunState:
+    async def run(self, background: Sequence[BackgroundTask] = ()) -> RunState:
+        """Run the plan; `background` tasks run alongside and are cancelled at the end."""
         plan = self._plan
         budgets = {
             model: plan.requests if plan.requests is not None else math.inf for model in plan.models
@@ -97,8 +98,8 @@ class Runner:
                 watchers.start_soon(self._stop_after, plan.duration_s)
             if self._handle_signals:
                 watchers.start_soon(self._watch_signals)
-            if monitor is not None:
-                watchers.start_soon(monitor, self.state)
+            for task in background:
+                watchers.start_soon(task)
             with self._in_flight_scope:
                 async with trio.open_nursery() as workers:
                     for model in plan.models:

@@ -37,7 +37,19 @@ def render_summary(report: Mapping[str, Any]) -> str:
     lines.append("")
     lines.append(f"stopped: {report['stop_reason']}")
     lines.extend(f"note: {note}" for note in _notes(figures, columns))
+    lines.extend(_health_warning(report["client_health"]))
     return "\n".join(lines)
+
+
+def _health_warning(health: Mapping[str, Any]) -> list[str]:
+    if not health["client_limited"]:
+        return []
+    return [
+        "",
+        "WARNING: onybench itself was the bottleneck, so its timings are distorted:",
+        *(f"  - {reason}" for reason in health["reasons"]),
+        "  Spread the load over more processes (--workers N) or lower --concurrency.",
+    ]
 
 
 def _num(key: str, fmt: str = "{:,.1f}") -> Callable[[Figures], str]:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from onybench.metrics.health import ClientHealth
 from onybench.metrics.summary import GroupMetrics
 
 SCHEMA_VERSION = 1
@@ -20,6 +21,7 @@ def build_report(
     *,
     metadata: Mapping[str, Any],
     groups: Mapping[str, GroupMetrics],
+    health: ClientHealth,
     stop_reason: str,
     interrupted: bool,
     ended_at: datetime,
@@ -28,6 +30,7 @@ def build_report(
     overall = GroupMetrics()
     for group in groups.values():
         overall.merge(group)
+    verdict = health.verdict()
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": metadata["run_id"],
@@ -37,6 +40,12 @@ def build_report(
         "interrupted": interrupted,
         "environment": metadata["environment"],
         "scenario": metadata["scenario"],
+        "client_health": {
+            "client_limited": verdict.client_limited,
+            "reasons": list(verdict.reasons),
+            "figures": health.figures(),
+            "metrics": health.to_json(),
+        },
         "overall": {"figures": overall.figures()},
         "groups": [
             {"model": model, "figures": group.figures(), "metrics": group.to_json()}

@@ -1,0 +1,155 @@
+"""Is the client itself the bottleneck? Evidence, folded and judged (pure code).
+
+A load generator that falls behind stamps chunks late: TTFT grows, and chunks
+that waited in the socket are read together, so their gaps collapse to zero
+("coalesced") while the next gap grows. Servers also send bursts on purpose
+(LiteLLM does), so a coalesced arrival is blamed on the client only when the
+client's own event loop was lagging or its CPU saturated at that moment.
+
+Evidence, sampled by `onybench.load.health.watch_event_loop`:
+- event-loop lag: how late a timer wake-up ran; a chunk that arrives while the
+  loop is busy waits about as long before it is stamped;
+- CPU share: process CPU time ÷ wall time over each sampling interval.
+
+The verdict (`ClientHealth.verdict`) flags the run as client-limited when the
+loop lag was large enough to move TTFT or ITL by more than the bounds below,
+or when a noticeable share of token arrivals were coalesced by a lagging client.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+from onybench.metrics.histogram import Histogram
+from onybench.metrics.record import RequestRecord
+
+# A chunk arriving while the loop lags by this much is stamped late by up to as much.
+BLAME_LAG_NS = 1_000_000
+BUSY_CPU_SHARE = 0.9
+# Verdict bounds, in ms of loop lag and as a share of token arrivals.
+LAG_P50_LIMIT_MS = 1.0
+LAG_P90_LIMIT_MS = 5.0
+COALESCED_SHARE_LIMIT = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    client_limited: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass
+class ClientHealth:
+    """Mergeable evidence of one or more client processes."""
+
+    loop_lag: Histogram = field(default_factory=Histogram)
+    samples: int = 0
+    busy_samples: int = 0
+    token_arrivals: int = 0
+    coalesced_by_client: int = 0
+    coalesced_by_server: int = 0
+    # This process's sample timeline, for blaming coalesced arrivals; not merged.
+    _sample_ns: array[int] = field(default_factory=lambda: array("q"), repr=False)
+    _sample_lag_ns: array[int] = field(default_factory=lambda: array("q"), repr=False)
+    _sample_busy: array[int] = field(default_factory=lambda: array("b"), repr=False)
+
+    def add_sample(self, woke_ns: int, lag_ns: int, cpu_share: float) -> None:
+        """One wake-up of the watcher: when it ran, how late, and the CPU share since the last."""
+        busy = cpu_share >= BUSY_CPU_SHARE
+        self.samples += 1
+        self.busy_samples += busy
+        self.loop_lag.record_ns(max(lag_ns, 0))
+        self._sample_ns.append(woke_ns)
+        self._sample_lag_ns.append(lag_ns)
+        self._sample_busy.append(busy)
+
+    def add_record(self, record: RequestRecord) -> None:
+        """Count the record's token arrivals and blame each coalesced one."""
+        times = record.token_times_ns
+        self.token_arrivals += len(times)
+        for previous, current in pairwise(times):
+            if current == previous:
+                if self._client_was_behind(current):
+                    self.coalesced_by_client += 1
+                else:
+                    self.coalesced_by_server += 1
+
+    def _client_was_behind(self, at_ns: int) -> bool:
+        # The read at `at_ns` lies between two wake-ups; either one lagging (or
+        # a saturated interval) means the loop was busy when the bytes waited.
+        k = bisect.bisect_left(self._sample_ns, at_ns)
+        for i in (k - 1, k):
+            if 0 <= i < len(self._sample_ns) and (
+                self._sample_lag_ns[i] >= BLAME_LAG_NS or self._sample_busy[i]
+            ):
+                return True
+        return False
+
+    def merge(self, other: ClientHealth) -> None:
+        self.loop_lag.merge(other.loop_lag)
+        self.samples += other.samples
+        self.busy_samples += other.busy_samples
+        self.token_arrivals += other.token_arrivals
+        self.coalesced_by_client += other.coalesced_by_client
+        self.coalesced_by_server += other.coalesced_by_server
+
+    def verdict(self) -> Verdict:
+        reasons: list[str] = []
+        lag = self.loop_lag.stats()
+        if lag and lag["p50"] > LAG_P50_LIMIT_MS:
+            reasons.append(
+                f"event-loop lag p50 {lag['p50']:.1f} ms: "
+                "TTFT and ITL stamps are late by about that"
+            )
+        if lag and lag["p90"] > LAG_P90_LIMIT_MS:
+            reasons.append(
+                f"event-loop lag p90 {lag['p90']:.1f} ms: TTFT and ITL tails are overstated"
+            )
+        share = self.coalesced_by_client / self.token_arrivals if self.token_arrivals else 0.0
+        if share > COALESCED_SHARE_LIMIT:
+            reasons.append(
+                f"{share:.1%} of token arrivals were read together with the previous one while "
+                "the client lagged: ITL is distorted (too many zero gaps, too few normal ones)"
+            )
+        if reasons and self.samples and self.busy_samples / self.samples >= 0.5:
+            reasons.append(f"CPU saturated in {self.busy_samples / self.samples:.0%} of samples")
+        return Verdict(client_limited=bool(reasons), reasons=tuple(reasons))
+
+    def figures(self) -> dict[str, Any]:
+        figures: dict[str, Any] = {f"loop_lag.{k}_ms": v for k, v in self.loop_lag.stats().items()}
+        figures["loop_lag.count"] = self.loop_lag.count
+        figures["cpu_busy_share"] = self.busy_samples / self.samples if self.samples else 0.0
+        figures["token_arrivals"] = self.token_arrivals
+        figures["coalesced.client"] = self.coalesced_by_client
+        figures["coalesced.server"] = self.coalesced_by_server
+        return figures
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "loop_lag": {
+                "encoded": self.loop_lag.encode(),
+                "overflow": self.loop_lag.overflow_count,
+            },
+            "samples": self.samples,
+            "busy_samples": self.busy_samples,
+            "token_arrivals": self.token_arrivals,
+            "coalesced_by_client": self.coalesced_by_client,
+            "coalesced_by_server": self.coalesced_by_server,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClientHealth:
+        return cls(
+            loop_lag=Histogram.decode(
+                data["loop_lag"]["encoded"], overflow_count=data["loop_lag"]["overflow"]
+            ),
+            samples=data["samples"],
+            busy_samples=data["busy_samples"],
+            token_arrivals=data["token_arrivals"],
+            coalesced_by_client=data["coalesced_by_client"],
+            coalesced_by_server=data["coalesced_by_server"],
+        )

@@ -1,0 +1,84 @@
+import pytest
+
+from onybench.metrics.health import ClientHealth
+from onybench.metrics.record import RequestRecord
+
+MS = 1_000_000
+
+
+def record(*token_times_ms: float) -> RequestRecord:
+    times = tuple(round(t * MS) for t in token_times_ms)
+    return RequestRecord(0, "m", 0, times[-1] if times else 0, token_times_ns=times)
+
+
+def quiet_health(samples: int = 100) -> ClientHealth:
+    health = ClientHealth()
+    for k in range(samples):
+        health.add_sample(woke_ns=k * 10 * MS, lag_ns=100_000, cpu_share=0.2)
+    return health
+
+
+def test_a_quiet_client_is_not_flagged() -> None:
+    health = quiet_health()
+    health.add_record(record(100, 110, 120, 130))
+    verdict = health.verdict()
+    assert not verdict.client_limited
+    assert verdict.reasons == ()
+
+
+def test_loop_lag_above_a_millisecond_at_the_median_flags_the_run() -> None:
+    health = ClientHealth()
+    for k in range(100):
+        health.add_sample(woke_ns=k * 10 * MS, lag_ns=3 * MS, cpu_share=1.0)
+    verdict = health.verdict()
+    assert verdict.client_limited
+    assert verdict.reasons[0].startswith("event-loop lag p50 3.0 ms")
+    assert any("CPU saturated in 100% of samples" in r for r in verdict.reasons)
+
+
+def test_a_lag_tail_alone_flags_the_run() -> None:
+    health = quiet_health(80)
+    for k in range(80, 100):
+        health.add_sample(woke_ns=k * 10 * MS, lag_ns=20 * MS, cpu_share=0.5)
+    assert health.verdict().reasons == (
+        "event-loop lag p90 20.0 ms: TTFT and ITL tails are overstated",
+    )
+
+
+def test_coalesced_arrivals_while_the_loop_lagged_are_blamed_on_the_client() -> None:
+    health = quiet_health()
+    health.add_sample(woke_ns=1000 * MS, lag_ns=8 * MS, cpu_share=1.0)
+    # Two tokens stamped in the same read at 995 ms, right before the lagging wake-up.
+    health.add_record(record(980, 995, 995))
+    assert (health.coalesced_by_client, health.coalesced_by_server) == (1, 0)
+
+
+def test_coalesced_arrivals_from_a_healthy_client_are_the_servers_bursts() -> None:
+    health = quiet_health()
+    health.add_record(record(100, 150, 150, 150, 200))
+    assert (health.coalesced_by_client, health.coalesced_by_server) == (0, 2)
+    assert not health.verdict().client_limited
+
+
+def test_many_client_coalesced_arrivals_flag_distorted_itl() -> None:
+    health = ClientHealth()
+    for k in range(100):
+        # Mostly quiet, but busy (CPU-saturated) intervals where the reads land.
+        health.add_sample(
+            woke_ns=k * 10 * MS, lag_ns=200_000, cpu_share=1.0 if k % 10 == 5 else 0.1
+        )
+    health.add_record(record(*[50 + 100 * i for i in range(9)], 950, 950, 950))
+    verdict = health.verdict()
+    assert health.coalesced_by_client == 2
+    assert verdict.client_limited
+    assert "ITL is distorted" in verdict.reasons[0]
+
+
+def test_merge_and_json_round_trip_keep_the_evidence() -> None:
+    a, b = quiet_health(10), ClientHealth()
+    b.add_sample(woke_ns=5 * MS, lag_ns=9 * MS, cpu_share=1.0)
+    b.add_record(record(1, 2, 2))
+    a.merge(ClientHealth.from_json(b.to_json()))
+    assert (a.samples, a.busy_samples, a.token_arrivals) == (11, 1, 3)
+    assert a.loop_lag.count == 11
+    assert a.figures()["loop_lag.max_ms"] == pytest.approx(9.0, rel=1e-3)
