@@ -1,0 +1,365 @@
+"""The mock's ASGI application: routes, faults, and every send on an absolute deadline.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``.
+Content chunk j of a response is sent at ``received + plan.chunk_offsets_ns[j]``,
+awaited with `trio.sleep_until` so that a late wake-up never delays the later
+chunks; the role chunk goes out on receipt, usage and ``[DONE]`` right after the
+last content chunk.
+
+About the timestamps (read from hypercorn 0.18's trio worker): the ``send``
+callable hypercorn gives the app runs, in the app's own task,
+HTTPStream.app_send → H11Protocol.stream_send (h11 frames the chunk) →
+TCPServer.protocol_send → ``SocketStream.send_all``, which returns only once
+every byte has been accepted by the kernel socket (it waits for writability
+when the buffer is full). So when ``await send(...)`` returns, the chunk has
+been written to the socket. Two scheduler checkpoints surround that write:
+hypercorn's per-connection send lock before it and trio's post-``send(2)``
+checkpoint after it. Other ready tasks (other streams; in-process, the client
+too) may run at those points, so ``x_sent_ns`` (read before ``send``) can
+precede the write and ``token_sent_ns`` (read after) follow it by their run
+time. Even alone, the whole path (h11 framing, the lock, the syscall, two
+scheduler rounds) took about 0.2 ms per chunk on a small 2-vCPU VM.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+
+import trio
+
+from onybench.mock.config import MockConfig
+from onybench.mock.encode import DONE, ResponseEncoder, error_body, models_body, sse
+from onybench.mock.plan import (
+    BadRequest,
+    Kind,
+    ResponsePlan,
+    decimal_text,
+    parse_request,
+    plan_response,
+)
+from onybench.mock.sendlog import SendLog, SendRecord
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+# path -> (method, completion kind, or None for the model list)
+_ROUTES: Final[dict[str, tuple[str, Kind | None]]] = {
+    "/v1/chat/completions": ("POST", "chat"),
+    "/v1/completions": ("POST", "text"),
+    "/v1/models": ("GET", None),
+}
+
+_SSE_HEADERS: Final[Headers] = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+]
+
+
+class MockApp:
+    """An ASGI 3 application serving `config`; logs every request to `send_log` if given."""
+
+    def __init__(self, config: MockConfig, send_log: SendLog | None = None) -> None:
+        self._config = config
+        self._send_log = send_log
+        # Completion requests numbered in arrival order: the seed of each one's RNG.
+        self._arrivals = itertools.count()
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["type"] == "http":
+            # Read both clocks back to back: perf_counter_ns for the log,
+            # trio's clock for the deadlines (the same clock plus an offset).
+            received_ns = time.perf_counter_ns()
+            received = trio.current_time()
+            exchange = _Exchange(scope["path"], received_ns, send)
+            try:
+                await self._answer(scope, receive, exchange, received)
+            finally:
+                # Also on cancellation (server shutdown): every request gets its line.
+                if self._send_log is not None:
+                    self._send_log.write(exchange.record(self._config.currency))
+        # Any other scope (websocket) is refused by returning; hypercorn closes it.
+
+    async def _answer(
+        self, scope: Message, receive: Receive, exchange: _Exchange, received: float
+    ) -> None:
+        route = _ROUTES.get(scope["path"])
+        if route is None:
+            await exchange.error(404, f"No route {scope['path']}.", "invalid_request_error", None)
+            return
+        method, kind = route
+        if scope["method"] != method:
+            await exchange.error(
+                405,
+                f"{scope['path']} accepts {method} only.",
+                "invalid_request_error",
+                None,
+                [(b"allow", method.encode())],
+            )
+        elif not self._authorized(scope["headers"]):
+            await exchange.error(
+                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
+        elif kind is None:
+            await exchange.json(200, models_body())
+        else:
+            await self._complete(kind, receive, exchange, received)
+
+    def _authorized(self, headers: Headers) -> bool:
+        key = self._config.require_api_key
+        if key is None:
+            return True
+        expected = b"Bearer " + key.encode()
+        return any(name == b"authorization" and value == expected for name, value in headers)
+
+    async def _complete(
+        self, kind: Kind, receive: Receive, exchange: _Exchange, received: float
+    ) -> None:
+        body = await _read_body(receive)
+        if body is None:
+            exchange.client_disconnected = True
+            return
+        try:
+            request = parse_request(kind, body)
+        except BadRequest as error:
+            await exchange.error(400, str(error), "invalid_request_error", None)
+            return
+        plan = plan_response(self._config, request, next(self._arrivals))
+        exchange.model = request.model
+        exchange.stream = request.stream
+        exchange.fault = plan.fault
+        exchange.prompt_tokens = plan.prompt_tokens
+        if plan.fault == "http_429":
+            await exchange.error(
+                429,
+                "Rate limit reached (mock fault).",
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                [(b"retry-after", b"1")],
+            )
+            return
+        if plan.fault == "http_500":
+            await exchange.error(500, "The server had an error (mock fault).", "server_error", 500)
+            return
+        encoder = ResponseEncoder(
+            request, plan, exchange.id, int(time.time()), self._config.currency
+        )
+        respond = self._stream if request.stream else self._whole
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope, exchange)
+            await respond(exchange, encoder, plan, received)
+            nursery.cancel_scope.cancel()
+
+    async def _stream(
+        self, exchange: _Exchange, encoder: ResponseEncoder, plan: ResponsePlan, received: float
+    ) -> None:
+        config = self._config
+        stamp = config.stamp_chunks
+        fault = plan.fault
+        await exchange.start(200, _SSE_HEADERS)
+        if config.role_chunk and encoder.request.kind == "chat":
+            await exchange.body(sse(encoder.role_chunk(), _stamp(stamp)))
+        # Encoded during the wait for the first token, not before the role chunk.
+        chunks = encoder.content_chunks(finish=fault not in ("cut", "no_finish"))
+        # The content chunk the fault comes at (at that chunk's due time): a
+        # malformed event goes before it, an error event or the cut instead of it.
+        fault_at = {
+            "malformed_chunk": len(chunks) // 2,
+            "stream_error": len(chunks) // 2,
+            "cut": config.cut_after_chunks,
+        }.get(fault or "")
+        for j, chunk in enumerate(chunks):
+            await trio.sleep_until(received + plan.chunk_offsets_ns[j] / 1e9)
+            if j == fault_at:
+                if fault == "malformed_chunk":
+                    await exchange.body(sse(encoder.malformed_chunk()))
+                elif fault == "stream_error":
+                    await exchange.body(sse(encoder.stream_error(), _stamp(stamp)))
+                    await exchange.end()
+                    return
+                else:  # cut: return without ending the body; hypercorn closes the connection
+                    return
+            # One reading serves as the log's start of the send and the chunk's stamp.
+            start_ns = time.perf_counter_ns()
+            exchange.token_send_start_ns.append(start_ns)
+            sent_ns = await exchange.body(sse(chunk, start_ns if stamp else None))
+            exchange.token_sent_ns.append(sent_ns)
+            exchange.output_tokens = min((j + 1) * config.tokens_per_chunk, plan.output_tokens)
+        if fault == "cut":  # cut_after_chunks >= the number of chunks: cut after the last
+            return
+        if plan.usage:
+            await exchange.body(sse(encoder.usage_chunk(), _stamp(stamp)))
+            exchange.cost = None if plan.cost is None else decimal_text(plan.cost)
+        if fault not in ("no_done", "no_finish"):
+            await exchange.body(DONE)
+        await exchange.end()
+
+    async def _whole(
+        self, exchange: _Exchange, encoder: ResponseEncoder, plan: ResponsePlan, received: float
+    ) -> None:
+        # The same latency as a stream: the body is due with the last chunk.
+        await trio.sleep_until(received + plan.chunk_offsets_ns[-1] / 1e9)
+        # Noted before the send: the write happens inside it, but so do
+        # hypercorn's keep-alive steps, where a server shutdown may cancel us.
+        exchange.output_tokens = plan.output_tokens
+        exchange.cost = None if plan.cost is None else decimal_text(plan.cost)
+        await exchange.json(200, encoder.body())
+
+
+class _Exchange:
+    """One request while it is served: sends through hypercorn, notes what went out."""
+
+    __slots__ = (
+        "_send",
+        "client_disconnected",
+        "cost",
+        "end_ns",
+        "fault",
+        "finished",
+        "id",
+        "model",
+        "output_tokens",
+        "path",
+        "prompt_tokens",
+        "received_ns",
+        "status",
+        "stream",
+        "token_send_start_ns",
+        "token_sent_ns",
+    )
+
+    def __init__(self, path: str, received_ns: int, send: Send) -> None:
+        self._send = send
+        self.id = "req_" + os.urandom(12).hex()
+        self.path = path
+        self.received_ns = received_ns
+        self.model: str | None = None
+        self.status: int | None = None
+        self.fault: str | None = None
+        self.stream: bool | None = None
+        self.token_send_start_ns: list[int] = []
+        self.token_sent_ns: list[int] = []
+        self.end_ns: int | None = None
+        self.output_tokens = 0
+        self.prompt_tokens: int | None = None
+        self.cost: str | None = None
+        # True once the message that ends the response is on its way.
+        self.finished = False
+        self.client_disconnected = False
+
+    async def start(self, status: int, headers: Headers) -> None:
+        """Send the status line and headers (hypercorn writes them at once)."""
+        self.status = status
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"x-request-id", self.id.encode())],
+            }
+        )
+
+    async def body(self, data: bytes) -> int:
+        """Write `data` as part of the body; returns `perf_counter_ns()` read once it is written."""
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        self.end_ns = time.perf_counter_ns()
+        return self.end_ns
+
+    async def end(self) -> None:
+        """End the body cleanly (the last chunk of the chunked encoding)."""
+        self.finished = True
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.end_ns = time.perf_counter_ns()
+
+    async def json(self, status: int, body: bytes, headers: Headers | None = None) -> None:
+        """A whole JSON response: headers with its length, then the body."""
+        await self.start(
+            status,
+            [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+                *(headers or []),
+            ],
+        )
+        self.finished = True
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+        self.end_ns = time.perf_counter_ns()
+
+    async def error(
+        self,
+        status: int,
+        message: str,
+        error_type: str,
+        code: int | str | None,
+        headers: Headers | None = None,
+    ) -> None:
+        """An OpenAI-style JSON error response."""
+        await self.json(status, error_body(message, error_type, code), headers)
+
+    def record(self, currency: str) -> SendRecord:
+        return SendRecord(
+            id=self.id,
+            model=self.model,
+            path=self.path,
+            status=self.status,
+            fault=self.fault,
+            stream=self.stream,
+            received_ns=self.received_ns,
+            token_send_start_ns=tuple(self.token_send_start_ns),
+            token_sent_ns=tuple(self.token_sent_ns),
+            end_ns=self.end_ns if self.end_ns is not None else time.perf_counter_ns(),
+            output_tokens=self.output_tokens,
+            prompt_tokens=self.prompt_tokens,
+            cost=self.cost,
+            currency=currency,
+            client_disconnected=self.client_disconnected,
+        )
+
+
+def _stamp(enabled: bool) -> int | None:
+    return time.perf_counter_ns() if enabled else None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None if the client went away first."""
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def _cancel_on_disconnect(
+    receive: Receive, scope: trio.CancelScope, exchange: _Exchange
+) -> None:
+    # hypercorn swallows write errors once the client has gone (send() keeps
+    # returning), so a stream would go on "sending" to nobody; the
+    # http.disconnect message is the only sign, and it stops the response.
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    # hypercorn also reports a disconnect when a response ends normally, from
+    # inside the app's final send() (whose later steps, the connection's
+    # keep-alive bookkeeping, must not be cancelled): once the final message
+    # is on its way, the disconnect is no news.
+    if not exchange.finished:
+        exchange.client_disconnected = True
+        scope.cancel()
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,57 @@
+"""``python -m onybench.mock``, the child process entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import orjson
+
+
+def start_child(config_json: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "onybench.mock", config_json],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def close_pipes(child: subprocess.Popen[bytes]) -> None:
+    for pipe in (child.stdin, child.stdout, child.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def test_it_prints_one_listening_line_serves_and_exits_cleanly_on_sigterm() -> None:
+    child = start_child(orjson.dumps({"output_tokens": 2}).decode())
+    assert child.stdout is not None
+    word, port = child.stdout.readline().decode().split()
+    assert word == "LISTENING"
+    response = httpx.get(f"http://127.0.0.1:{port}/v1/models")
+    assert response.status_code == 200
+    child.terminate()
+    # wait(), not communicate(): that would also close stdin, a second way to stop.
+    assert child.wait(timeout=10) == 0
+    assert child.stderr is not None
+    assert (child.stdout.read(), child.stderr.read()) == (b"", b"")
+    close_pipes(child)
+
+
+def test_it_exits_when_its_stdin_pipe_closes_so_it_never_outlives_its_parent() -> None:
+    child = start_child("{}")
+    assert child.stdout is not None
+    assert child.stdin is not None
+    assert child.stdout.readline().startswith(b"LISTENING ")
+    child.stdin.close()
+    assert child.wait(timeout=10) == 0
+    close_pipes(child)
+
+
+def test_a_bad_configuration_exits_2_saying_why() -> None:
+    child = start_child('{"ttft_ms": -5}')
+    stdout, stderr = child.communicate(timeout=10)
+    assert child.returncode == 2
+    assert stdout == b""
+    assert b"mock.ttft_ms" in stderr
