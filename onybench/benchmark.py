@@ -1,23 +1,30 @@
 """One benchmark run, end to end: scenario in, run directory and figures out.
 
 Wires the layers together and owns nothing they own: the client measures, the
-runner schedules, the metrics fold, the report modules write.
+runner schedules, the metrics fold, the report modules write. With several
+workers, each is a process with its own `trio.run` and its share of the load;
+their figures meet in `GroupMetrics.merge` and `ClientHealth.merge`, the same
+exact merge every other combination of runs uses.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
+import signal
 import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import trio
@@ -25,17 +32,21 @@ import trio
 from onybench import __version__
 from onybench.client import RequestSpec, StreamingClient, Target
 from onybench.config import Scenario
-from onybench.errors import ScenarioError
+from onybench.errors import OnybenchError, ScenarioError
 from onybench.load.health import watch_event_loop
 from onybench.load.runner import ClosedLoopPlan, Runner, RunState
 from onybench.metrics.health import ClientHealth
+from onybench.metrics.histogram import Histogram
 from onybench.metrics.record import RequestRecord
 from onybench.metrics.summary import GroupMetrics
 from onybench.mock.server import MockProcess
 from onybench.report.json_report import build_report
-from onybench.rundir import REPORT_FILE, RunDirectory, write_json
+from onybench.rundir import REPORT_FILE, RecordWriter, RunDirectory, write_json
 
 PROGRESS_INTERVAL_S = 0.5
+# Workers wait for each other at a barrier so the load starts at once; one that
+# cannot even start within this long has failed.
+BARRIER_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,9 @@ class Progress:
     ttft_p99_ms: float | None
 
 
+ProgressCallback = Callable[[Progress], None]
+
+
 @dataclass(frozen=True, slots=True)
 class RunResult:
     run_dir: Path
@@ -60,13 +74,102 @@ class RunResult:
     health: ClientHealth
     stop_reason: str
     interrupted: bool
+    workers: int
 
     @property
     def succeeded(self) -> int:
         return sum(group.succeeded for group in self.groups.values())
 
 
-ProgressCallback = Callable[[Progress], None]
+@dataclass(frozen=True, slots=True)
+class WorkerShare:
+    """One worker's part of the load: its concurrency and request budget per model."""
+
+    index: int
+    count: int
+    concurrency: int
+    requests: int | None
+    max_cost: Decimal | None
+
+
+@dataclass
+class LiveStats:
+    """What a worker reports every PROGRESS_INTERVAL_S; mergeable across workers."""
+
+    finished: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    output_tokens: int = 0
+    ttft: Histogram = field(default_factory=Histogram)
+
+    def merge(self, other: LiveStats) -> None:
+        self.finished += other.finished
+        self.failed += other.failed
+        self.in_flight += other.in_flight
+        self.output_tokens += other.output_tokens
+        self.ttft.merge(other.ttft)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "finished": self.finished,
+            "failed": self.failed,
+            "in_flight": self.in_flight,
+            "output_tokens": self.output_tokens,
+            "ttft": self.ttft.encode(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LiveStats:
+        return cls(
+            data["finished"],
+            data["failed"],
+            data["in_flight"],
+            data["output_tokens"],
+            Histogram.decode(data["ttft"]),
+        )
+
+    def progress(self, planned: int | None, elapsed_s: float) -> Progress:
+        ttft = self.ttft.stats()
+        return Progress(
+            planned=planned,
+            finished=self.finished,
+            failed=self.failed,
+            in_flight=self.in_flight,
+            elapsed_s=elapsed_s,
+            output_tokens_per_s=self.output_tokens / elapsed_s if elapsed_s > 0 else 0.0,
+            ttft_p50_ms=ttft.get("p50"),
+            ttft_p99_ms=ttft.get("p99"),
+        )
+
+
+@dataclass
+class WorkerOutcome:
+    """Everything a worker measured, in mergeable form."""
+
+    groups: dict[str, GroupMetrics]
+    health: ClientHealth
+    stop_reason: str
+    interrupted: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "groups": {model: group.to_json() for model, group in self.groups.items()},
+            "health": self.health.to_json(),
+            "stop_reason": self.stop_reason,
+            "interrupted": self.interrupted,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkerOutcome:
+        return cls(
+            groups={m: GroupMetrics.from_json(g) for m, g in data["groups"].items()},
+            health=ClientHealth.from_json(data["health"]),
+            stop_reason=data["stop_reason"],
+            interrupted=data["interrupted"],
+        )
+
+
+LiveSink = Callable[[LiveStats], None]
 
 
 def new_run_id(scenario: Scenario, now: datetime | None = None) -> str:
@@ -88,14 +191,61 @@ def resolve_api_key(scenario: Scenario, environ: Mapping[str, str] = os.environ)
     return key
 
 
+def resolve_workers(requested: int | None, scenario: Scenario) -> int:
+    """How many worker processes: `None` means as many as there are cores.
+
+    Never more than the concurrency or the request budget can feed.
+    """
+    workers = requested if requested is not None else os.cpu_count() or 1
+    if workers < 1:
+        raise ScenarioError(f"must be at least 1, got {workers}", "--workers")
+    limit = scenario.concurrency
+    if scenario.request_limit is not None:
+        limit = min(limit, scenario.request_limit)
+    return min(workers, limit)
+
+
+def split_load(scenario: Scenario, workers: int) -> list[WorkerShare]:
+    """Concurrency, request budget and cost cap, split as evenly as whole numbers allow."""
+    shares = []
+    requests = scenario.request_limit
+    for index in range(workers):
+        concurrency = _part(scenario.concurrency, workers, index)
+        max_cost = scenario.max_cost / workers if scenario.max_cost is not None else None
+        shares.append(
+            WorkerShare(
+                index=index,
+                count=workers,
+                concurrency=concurrency,
+                requests=_part(requests, workers, index) if requests is not None else None,
+                max_cost=max_cost,
+            )
+        )
+    return shares
+
+
+def _part(total: int, parts: int, index: int) -> int:
+    return total // parts + (1 if index < total % parts else 0)
+
+
 def run(
     scenario: Scenario,
     *,
     out_dir: Path,
     api_key: str | None = None,
     progress: ProgressCallback | None = None,
+    workers: int = 1,
 ) -> RunResult:
     """Run `scenario` to completion (or interruption) and write its run directory."""
+    run_dir = RunDirectory(out_dir)
+    started_at = datetime.now(UTC)
+    metadata = _run_metadata(scenario, out_dir.name, started_at, workers)
+    run_dir.create(metadata)
+    planned = (
+        scenario.request_limit * len(scenario.models)
+        if scenario.request_limit is not None
+        else None
+    )
     with _target_url(scenario) as base_url:
         target = Target(
             base_url=base_url,
@@ -104,7 +254,30 @@ def run(
             connect_timeout_s=scenario.connect_timeout_s,
             read_timeout_s=scenario.read_timeout_s,
         )
-        return trio.run(_run, scenario, target, out_dir, progress)
+        shares = split_load(scenario, workers)
+        if workers == 1:
+            outcome = _run_in_process(scenario, target, run_dir, shares[0], planned, progress)
+        else:
+            outcome = _run_workers(scenario, target, run_dir, shares, planned, progress)
+
+    report = build_report(
+        metadata=metadata,
+        groups=outcome.groups,
+        health=outcome.health,
+        stop_reason=outcome.stop_reason,
+        interrupted=outcome.interrupted,
+        ended_at=datetime.now(UTC),
+    )
+    write_json(out_dir / REPORT_FILE, report)
+    return RunResult(
+        run_dir=out_dir,
+        report=report,
+        groups=outcome.groups,
+        health=outcome.health,
+        stop_reason=outcome.stop_reason,
+        interrupted=outcome.interrupted,
+        workers=workers,
+    )
 
 
 @contextmanager
@@ -117,109 +290,205 @@ def _target_url(scenario: Scenario) -> Iterator[str]:
         yield scenario.base_url
 
 
-async def _run(
-    scenario: Scenario, target: Target, out_dir: Path, progress: ProgressCallback | None
-) -> RunResult:
-    run_dir = RunDirectory(out_dir)
-    started_at = datetime.now(UTC)
-    metadata = _run_metadata(scenario, out_dir.name, started_at)
-    run_dir.create(metadata)
+def _run_in_process(
+    scenario: Scenario,
+    target: Target,
+    run_dir: RunDirectory,
+    share: WorkerShare,
+    planned: int | None,
+    progress: ProgressCallback | None,
+) -> WorkerOutcome:
+    start = time.perf_counter()
+
+    def show(stats: LiveStats) -> None:
+        if progress is not None:
+            progress(stats.progress(planned, time.perf_counter() - start))
+
+    live = show if progress is not None else None
+    writer = run_dir.record_writer()
+    try:
+        return trio.run(_execute, scenario, target, writer, share, live)
+    finally:
+        writer.close()
+
+
+def _run_workers(
+    scenario: Scenario,
+    target: Target,
+    run_dir: RunDirectory,
+    shares: list[WorkerShare],
+    planned: int | None,
+    progress: ProgressCallback | None,
+) -> WorkerOutcome:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(len(shares))
+    processes: list[multiprocessing.process.BaseProcess] = []
+    connections: dict[Connection, int] = {}
+    for share in shares:
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_worker_main,
+            args=(scenario, target, run_dir.path, share, barrier, sender),
+            name=f"onybench-worker-{share.index}",
+        )
+        process.start()
+        sender.close()
+        processes.append(process)
+        connections[receiver] = share.index
+
+    # Workers run in their own sessions; signals reach them through us, once each.
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for worker in processes:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    live: dict[int, LiveStats] = {}
+    outcomes: dict[int, WorkerOutcome] = {}
+    start = time.perf_counter()
+    try:
+        pending = dict(connections)
+        while pending:
+            for ready in wait(list(pending), timeout=PROGRESS_INTERVAL_S):
+                assert isinstance(ready, Connection)
+                index = pending[ready]
+                try:
+                    kind, payload = ready.recv()
+                except EOFError:
+                    del pending[ready]
+                    continue
+                if kind == "live":
+                    live[index] = LiveStats.from_json(payload)
+                else:
+                    outcomes[index] = WorkerOutcome.from_json(payload)
+                    del pending[ready]
+            if progress is not None and live:
+                merged = LiveStats()
+                for stats in live.values():
+                    merged.merge(stats)
+                progress(merged.progress(planned, time.perf_counter() - start))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for worker in processes:
+            worker.join()
+    failed = [str(i) for i in range(len(shares)) if i not in outcomes]
+    if failed:
+        raise OnybenchError(
+            f"worker {', '.join(failed)} ended without a result (see its error above); "
+            f"what it measured is in {run_dir.path / 'records.jsonl'}"
+        )
+    return _merge_outcomes([outcomes[i] for i in sorted(outcomes)], scenario.models)
+
+
+def _merge_outcomes(outcomes: list[WorkerOutcome], models: tuple[str, ...]) -> WorkerOutcome:
+    merged = WorkerOutcome({model: GroupMetrics() for model in models}, ClientHealth(), "", False)
+    for outcome in outcomes:
+        for model, group in outcome.groups.items():
+            merged.groups[model].merge(group)
+        merged.health.merge(outcome.health)
+        merged.interrupted |= outcome.interrupted
+    # Say why the run stopped early if any worker did; else they all finished.
+    reasons = [o.stop_reason for o in outcomes if o.stop_reason != "all requests done"]
+    merged.stop_reason = reasons[0] if reasons else "all requests done"
+    return merged
+
+
+def _worker_main(
+    scenario: Scenario,
+    target: Target,
+    run_path: Path,
+    share: WorkerShare,
+    barrier: Any,
+    connection: Connection,
+) -> None:
+    # A new session keeps a terminal's Ctrl-C from reaching us twice: the parent forwards it.
+    os.setsid()
+    writer = RunDirectory(run_path).record_writer()
+    try:
+        barrier.wait(BARRIER_TIMEOUT_S)
+
+        def live(stats: LiveStats) -> None:
+            connection.send(("live", stats.to_json()))
+
+        outcome = trio.run(_execute, scenario, target, writer, share, live)
+        connection.send(("done", outcome.to_json()))
+    finally:
+        writer.close()
+        connection.close()
+
+
+async def _execute(
+    scenario: Scenario,
+    target: Target,
+    records: RecordWriter,
+    share: WorkerShare,
+    live: LiveSink | None,
+) -> WorkerOutcome:
+    """One process's share of the run: requests out, records written, figures folded."""
     groups = {model: GroupMetrics() for model in scenario.models}
     health = ClientHealth()
     costs: dict[str, Decimal] = {}
     plan = ClosedLoopPlan(
         models=scenario.models,
-        concurrency=scenario.concurrency,
-        requests=scenario.request_limit,
+        concurrency=share.concurrency,
+        requests=share.requests,
         duration_s=scenario.duration_s,
         grace_s=scenario.grace_s,
+        first_index=share.index,
+        index_step=share.count,
     )
 
     def on_record(record: RequestRecord, runner: Runner) -> None:
-        run_dir.append(record)
+        records.append(record)
         groups[record.model].add(record)
         health.add_record(record)
         if record.cost_amount is not None and record.cost_currency is not None:
-            costs[record.cost_currency] = (
-                costs.get(record.cost_currency, Decimal(0)) + record.cost_amount
+            currency = record.cost_currency
+            costs[currency] = costs.get(currency, Decimal(0)) + record.cost_amount
+            if share.max_cost is not None and costs[currency] >= share.max_cost:
+                runner.stop(f"cost limit reached ({costs[currency]} {currency})")
+
+    async with StreamingClient(target) as client:
+        specs = {
+            model: RequestSpec(
+                model=model,
+                prompt=scenario.prompt,
+                max_tokens=scenario.max_tokens,
+                include_usage=scenario.include_usage,
             )
-            if scenario.max_cost is not None and costs[record.cost_currency] >= scenario.max_cost:
-                runner.stop(
-                    f"cost limit reached ({costs[record.cost_currency]} {record.cost_currency})"
-                )
+            for model in scenario.models
+        }
 
-    try:
-        async with StreamingClient(target) as client:
-            specs = {
-                model: RequestSpec(
-                    model=model,
-                    prompt=scenario.prompt,
-                    max_tokens=scenario.max_tokens,
-                    include_usage=scenario.include_usage,
-                )
-                for model in scenario.models
-            }
+        async def send(index: int, model: str, sink: Callable[[RequestRecord], None]) -> None:
+            await client.run_request(index, specs[model], sink)
 
-            async def send(index: int, model: str, sink: Callable[[RequestRecord], None]) -> None:
-                await client.run_request(index, specs[model], sink)
-
-            runner = Runner(plan, send, on_record=on_record)
-            background = [partial(watch_event_loop, health)]
-            if progress is not None:
-                background.append(partial(_report_progress, runner.state, groups, progress))
-            state = await runner.run(background)
-    finally:
-        run_dir.close()
-
-    report = build_report(
-        metadata=metadata,
-        groups=groups,
-        health=health,
-        stop_reason=state.stop_reason or "",
-        interrupted=state.interrupted,
-        ended_at=datetime.now(UTC),
-    )
-    write_json(out_dir / REPORT_FILE, report)
-    return RunResult(
-        run_dir=out_dir,
-        report=report,
-        groups=groups,
-        health=health,
-        stop_reason=state.stop_reason or "",
-        interrupted=state.interrupted,
-    )
+        runner = Runner(plan, send, on_record=on_record)
+        background = [partial(watch_event_loop, health)]
+        if live is not None:
+            background.append(partial(_report_live, runner.state, groups, live))
+        state = await runner.run(background)
+    return WorkerOutcome(groups, health, state.stop_reason or "", state.interrupted)
 
 
-async def _report_progress(
-    state: RunState, groups: dict[str, GroupMetrics], progress: ProgressCallback
-) -> None:
-    start = time.perf_counter()
+async def _report_live(state: RunState, groups: dict[str, GroupMetrics], live: LiveSink) -> None:
     while True:
         await trio.sleep(PROGRESS_INTERVAL_S)
-        elapsed = time.perf_counter() - start
-        merged = GroupMetrics()
+        stats = LiveStats(state.finished, state.failed, state.in_flight)
         for group in groups.values():
-            merged.merge(group)
-        ttft = merged.histograms["ttft"].stats()
-        progress(
-            Progress(
-                planned=state.planned,
-                finished=state.finished,
-                failed=state.failed,
-                in_flight=state.in_flight,
-                elapsed_s=elapsed,
-                output_tokens_per_s=merged.output_tokens / elapsed if elapsed > 0 else 0.0,
-                ttft_p50_ms=ttft.get("p50"),
-                ttft_p99_ms=ttft.get("p99"),
-            )
-        )
+            stats.output_tokens += group.output_tokens
+            stats.ttft.merge(group.histograms["ttft"])
+        live(stats)
 
 
-def _run_metadata(scenario: Scenario, run_id: str, started_at: datetime) -> dict[str, Any]:
+def _run_metadata(
+    scenario: Scenario, run_id: str, started_at: datetime, workers: int
+) -> dict[str, Any]:
     return {
         "schema_version": 1,
         "run_id": run_id,
         "started_at": started_at.isoformat(),
+        "workers": workers,
         # Ties the monotonic stamps in records.jsonl to wall-clock time.
         "clock": {"wall_ns": time.time_ns(), "monotonic_ns": time.perf_counter_ns()},
         "environment": {

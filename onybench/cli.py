@@ -13,7 +13,7 @@ import trio
 import typer
 
 from onybench import __version__
-from onybench.benchmark import Progress, new_run_id, resolve_api_key
+from onybench.benchmark import Progress, new_run_id, resolve_api_key, resolve_workers
 from onybench.benchmark import run as run_benchmark
 from onybench.config import Scenario, load_scenario, parse_amount, parse_duration, validate
 from onybench.errors import OnybenchError, ScenarioError
@@ -140,6 +140,13 @@ def run(
         Path | None,
         typer.Option(help="Run directory (default reports/<run-id>/); must be new or empty."),
     ] = None,
+    workers: Annotated[
+        str,
+        typer.Option(
+            help="Client processes sharing the load (each its own event loop); "
+            "'auto' = one per core. Use more when a run is flagged client-limited.",
+        ),
+    ] = "1",
     strict: Annotated[
         bool,
         typer.Option(
@@ -167,10 +174,13 @@ def run(
         )
         validate(scenario)
         api_key = resolve_api_key(scenario)
+        worker_count = resolve_workers(_parse_workers(workers), scenario)
         out_dir = out or Path("reports") / new_run_id(scenario)
         progress = _print_progress if sys.stderr.isatty() else None
         _err(f"onybench {__version__}: {_describe(scenario)} -> {out_dir}")
-        result = run_benchmark(scenario, out_dir=out_dir, api_key=api_key, progress=progress)
+        result = run_benchmark(
+            scenario, out_dir=out_dir, api_key=api_key, progress=progress, workers=worker_count
+        )
     except OnybenchError as exc:
         _err(f"error: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
@@ -190,6 +200,16 @@ def run(
     if strict and result.health.verdict().client_limited:
         _err("error: the client was the bottleneck and --strict was given")
         raise typer.Exit(EXIT_UNRELIABLE)
+
+
+def _parse_workers(value: str) -> int | None:
+    if value == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ScenarioError(
+            f"{value!r} is not a number of processes (1, 2, ... or auto)", "--workers"
+        )
+    return int(value)
 
 
 def _parse_headers(values: list[str]) -> tuple[tuple[str, str], ...]:

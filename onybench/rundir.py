@@ -27,10 +27,9 @@ class RunDirectory:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._records: BinaryIO | None = None
 
     def create(self, run_metadata: dict[str, Any]) -> None:
-        """Make the folder (refusing a non-empty one) and write run.json."""
+        """Make the folder (refusing a non-empty one), write run.json, start records.jsonl."""
         if self.path.exists():
             if not self.path.is_dir():
                 raise ReportError(f"--out {self.path} exists and is not a directory")
@@ -42,20 +41,32 @@ class RunDirectory:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             write_json(self.path / RUN_FILE, run_metadata)
-            self._records = (self.path / RECORDS_FILE).open("ab", buffering=0)
+            (self.path / RECORDS_FILE).touch()
         except OSError as exc:
             raise ReportError(f"cannot write to {self.path}: {exc.strerror or exc}") from None
 
+    def record_writer(self) -> RecordWriter:
+        return RecordWriter(self.path / RECORDS_FILE)
+
+
+class RecordWriter:
+    """Appends records to records.jsonl: one record, one line, one unbuffered write.
+
+    The file is opened for appending, so several worker processes can share it:
+    each line lands whole, wherever the others' lines fall.
+    """
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._file: BinaryIO = path.open("ab", buffering=0)
+        except OSError as exc:
+            raise ReportError(f"cannot write to {path}: {exc.strerror or exc}") from None
+
     def append(self, record: RequestRecord) -> None:
-        """One record, one line, one unbuffered write."""
-        if self._records is None:
-            raise ReportError("the run directory was not created")
-        self._records.write(orjson.dumps(record.to_json_dict()) + b"\n")
+        self._file.write(orjson.dumps(record.to_json_dict()) + b"\n")
 
     def close(self) -> None:
-        if self._records is not None:
-            self._records.close()
-            self._records = None
+        self._file.close()
 
 
 def write_json(path: Path, document: dict[str, Any]) -> Path:

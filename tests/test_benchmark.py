@@ -14,6 +14,7 @@ import pytest
 from onybench.benchmark import RunResult, run
 from onybench.config import Scenario
 from onybench.metrics.record import RequestRecord
+from onybench.metrics.summary import summarize
 from onybench.mock.config import MockConfig
 from onybench.mock.server import MockProcess
 from onybench.rundir import read_records
@@ -38,19 +39,22 @@ def test_reported_ttft_and_itl_match_the_mocks_logged_truth(
     result = run(
         mock_scenario(mock, concurrency=concurrency, requests=requests), out_dir=tmp_path / "run"
     )
-    sent = read_send_log(log)
-    true_ttft_ms = [(s["token_sent_ns"][0] - s["received_ns"]) / 1e6 for s in sent]
-    true_itl_ms = [(b - a) / 1e6 for s in sent for a, b in pairwise(s["token_sent_ns"])]
+    sent = {s["id"]: s for s in read_send_log(log)}
+    records = list(read_records(tmp_path / "run"))
+    assert sorted(r.response_id for r in records) == sorted(sent)
+    # The truth: when the mock really wrote each token (its log), measured from
+    # the moment the client started the request; one monotonic clock for both.
+    true_ttft_ms = [(sent[r.response_id]["token_sent_ns"][0] - r.start_ns) / 1e6 for r in records]
+    true_itl_ms = [(b - a) / 1e6 for s in sent.values() for a, b in pairwise(s["token_sent_ns"])]
     figures = result.report["groups"][0]["figures"]
     assert abs(figures["ttft.p50_ms"] - statistics.median(true_ttft_ms)) <= 2.0
     assert abs(figures["itl.p50_ms"] - statistics.median(true_itl_ms)) <= 1.0
     # Counts, tokens and cost: exactly what the mock sent.
     assert figures["requests.total"] == figures["requests.succeeded"] == len(sent) == requests
-    assert figures["tokens.output"] == sum(s["output_tokens"] for s in sent) == 128 * requests
-    total_cost = sum((Decimal(str(s["cost"])) for s in sent), Decimal(0))
+    assert figures["tokens.output"] == sum(s["output_tokens"] for s in sent.values())
+    assert figures["tokens.output"] == 128 * requests
+    total_cost = sum((Decimal(s["cost"]) for s in sent.values()), Decimal(0))
     assert result.groups["openai/gpt-4o-mini"].cost == {"USD": total_cost}
-    records = list(read_records(tmp_path / "run"))
-    assert sorted(r.response_id for r in records) == sorted(s["id"] for s in sent)
 
 
 def fault_run(tmp_path: Path, **faults: float) -> tuple[RunResult, list[RequestRecord]]:
@@ -157,3 +161,34 @@ def test_a_run_well_inside_the_clients_capacity_is_not_flagged(tmp_path: Path) -
     health = result.report["client_health"]
     assert health["client_limited"] is False, health["reasons"]
     assert health["figures"]["loop_lag.count"] > 0
+
+
+def test_two_workers_and_one_give_the_same_totals_and_merge_exactly(tmp_path: Path) -> None:
+    mock = MockConfig(ttft_ms=20, itl_ms=2, output_tokens=16, seed=7)
+    results = {
+        workers: run(
+            mock_scenario(mock, concurrency=4, requests=40),
+            out_dir=tmp_path / f"w{workers}",
+            workers=workers,
+        )
+        for workers in (1, 2)
+    }
+    one, two = (results[n].groups["openai/gpt-4o-mini"] for n in (1, 2))
+    assert results[2].workers == 2
+    assert (two.requests, two.succeeded, two.output_tokens, two.prompt_tokens) == (
+        one.requests,
+        one.succeeded,
+        one.output_tokens,
+        one.prompt_tokens,
+    )
+    assert two.cost == one.cost
+    for name in ("ttft", "itl", "tpot", "e2e"):
+        assert two.histograms[name].count == one.histograms[name].count
+        # Same fixed-timing workload: the medians agree within a few ms of timing noise.
+        assert abs(two.histograms[name].stats()["p50"] - one.histograms[name].stats()["p50"]) < 5
+    # The workers' merged figures are exactly the fold of all their records.
+    records = list(read_records(tmp_path / "w2"))
+    assert sorted(r.index for r in records) == list(range(40))
+    refold = summarize(records)["openai/gpt-4o-mini"]
+    assert refold.histograms == two.histograms
+    assert refold.figures() == two.figures()

@@ -88,6 +88,7 @@ def test_a_missing_key_is_a_usage_error_that_says_what_to_set(
         (["--max-cost", "lots"], "--max-cost: 'lots' is not a number"),
         (["-H", "no-colon"], "--header: 'no-colon' is not 'Name: value'"),
         (["--base-url", "ftp://x"], "target.base_url"),
+        (["--workers", "many"], "--workers: 'many' is not a number of processes"),
     ],
 )
 def test_bad_flags_exit_2_with_a_message_naming_the_setting(
@@ -170,12 +171,14 @@ def test_sigkill_leaves_run_json_and_whole_record_lines(tmp_path: Path) -> None:
     assert not (out / "report.json").exists()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(
+    ("signum", "workers"), [(signal.SIGINT, "1"), (signal.SIGTERM, "1"), (signal.SIGINT, "2")]
+)
 def test_a_signal_stops_the_run_exits_130_and_reports_what_finished(
-    tmp_path: Path, signum: signal.Signals
+    tmp_path: Path, signum: signal.Signals, workers: str
 ) -> None:
     out = tmp_path / "run"
-    process = start_cli(tmp_path, "-n", "1000", "-c", "4", "--out", str(out))
+    process = start_cli(tmp_path, "-n", "1000", "-c", "4", "--workers", workers, "--out", str(out))
     try:
         wait_for_records(out / "records.jsonl", 5)
         process.send_signal(signum)

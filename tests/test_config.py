@@ -50,7 +50,7 @@ def test_wrong_type_says_what_was_found_and_expected() -> None:
 
 
 def test_boolean_is_not_accepted_as_a_number() -> None:
-    with pytest.raises(ScenarioError, match="load.requests"):
+    with pytest.raises(ScenarioError, match=r"load.requests"):
         scenario_from_dict({"load": {"requests": True}})
 
 
@@ -60,12 +60,12 @@ def test_zero_concurrency_is_refused() -> None:
 
 
 def test_empty_model_list_is_refused() -> None:
-    with pytest.raises(ScenarioError, match="request.models"):
+    with pytest.raises(ScenarioError, match=r"request.models"):
         scenario_from_dict({"request": {"models": []}})
 
 
 def test_bad_mock_setting_names_its_key_path() -> None:
-    with pytest.raises(ScenarioError, match="mock.ttft_ms"):
+    with pytest.raises(ScenarioError, match=r"mock.ttft_ms"):
         scenario_from_dict({"mock": {"ttft_ms": -1}})
 
 
@@ -89,7 +89,7 @@ def test_missing_scenario_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_flags_override_the_file_and_are_validated() -> None:
     scenario = Scenario(concurrency=4).with_overrides(concurrency=8, requests=None)
     assert scenario.concurrency == 8
-    with pytest.raises(ScenarioError, match="load.concurrency"):
+    with pytest.raises(ScenarioError, match=r"load.concurrency"):
         scenario.with_overrides(concurrency=0)
 
 

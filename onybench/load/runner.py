@@ -31,6 +31,10 @@ class ClosedLoopPlan:
     requests: int | None = None
     duration_s: float | None = None
     grace_s: float = 10.0
+    # Request indices are first_index, first_index + index_step, ...: with several
+    # workers, each numbers its requests apart from the others'.
+    first_index: int = 0
+    index_step: int = 1
 
 
 @dataclass(slots=True)
@@ -77,14 +81,14 @@ class Runner:
         budgets = {
             model: plan.requests if plan.requests is not None else math.inf for model in plan.models
         }
-        next_index = 0
+        next_index = plan.first_index
 
         async def worker(model: str) -> None:
             nonlocal next_index
             while not self._stopping.is_set() and budgets[model] > 0:
                 budgets[model] -= 1
                 index = next_index
-                next_index += 1
+                next_index += plan.index_step
                 self.state.started += 1
                 self.state.in_flight += 1
                 try:

@@ -38,6 +38,7 @@ def build_report(
         "ended_at": ended_at.isoformat(),
         "stop_reason": stop_reason,
         "interrupted": interrupted,
+        "workers": metadata["workers"],
         "environment": metadata["environment"],
         "scenario": metadata["scenario"],
         "client_health": {
