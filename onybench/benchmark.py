@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,17 +30,29 @@ from typing import Any
 import trio
 
 from onybench import __version__
-from onybench.client import RequestSpec, StreamingClient, Target
+from onybench.client import RecordContext, RequestSpec, StreamingClient, Target
 from onybench.config import Scenario
 from onybench.errors import OnybenchError, ScenarioError
+from onybench.load.arrivals import Stage, arrivals, shard, staged_arrivals
+from onybench.load.datasets import (
+    Prompt,
+    inline,
+    load_jsonl,
+    load_sharegpt,
+    load_text,
+    sample,
+    synthetic,
+    with_unique_prefix,
+)
 from onybench.load.health import watch_event_loop
-from onybench.load.runner import ClosedLoopPlan, Runner, RunState
+from onybench.load.runner import LoadPlan, Runner, RunState, Ticket
 from onybench.metrics.health import ClientHealth
 from onybench.metrics.histogram import Histogram
 from onybench.metrics.record import RequestRecord
-from onybench.metrics.summary import GroupMetrics
+from onybench.metrics.summary import WARMUP_STAGE, GroupKey, GroupMetrics
 from onybench.mock.server import MockProcess
 from onybench.report.json_report import build_report
+from onybench.report.outputs import write_outputs
 from onybench.rundir import REPORT_FILE, RecordWriter, RunDirectory, write_json
 
 PROGRESS_INTERVAL_S = 0.5
@@ -70,7 +82,7 @@ ProgressCallback = Callable[[Progress], None]
 class RunResult:
     run_dir: Path
     report: dict[str, Any]
-    groups: dict[str, GroupMetrics]
+    groups: dict[GroupKey, GroupMetrics]
     health: ClientHealth
     stop_reason: str
     interrupted: bool
@@ -78,7 +90,8 @@ class RunResult:
 
     @property
     def succeeded(self) -> int:
-        return sum(group.succeeded for group in self.groups.values())
+        """Succeeded requests outside the warm-up."""
+        return sum(g.succeeded for key, g in self.groups.items() if key.stage != WARMUP_STAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +103,8 @@ class WorkerShare:
     concurrency: int
     requests: int | None
     max_cost: Decimal | None
+    max_in_flight: int | None = None
+    warmup_requests: int = 0
 
 
 @dataclass
@@ -146,14 +161,17 @@ class LiveStats:
 class WorkerOutcome:
     """Everything a worker measured, in mergeable form."""
 
-    groups: dict[str, GroupMetrics]
+    groups: dict[GroupKey, GroupMetrics]
     health: ClientHealth
     stop_reason: str
     interrupted: bool
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "groups": {model: group.to_json() for model, group in self.groups.items()},
+            "groups": [
+                {"model": key.model, "stage": key.stage, "metrics": group.to_json()}
+                for key, group in self.groups.items()
+            ],
             "health": self.health.to_json(),
             "stop_reason": self.stop_reason,
             "interrupted": self.interrupted,
@@ -162,7 +180,10 @@ class WorkerOutcome:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorkerOutcome:
         return cls(
-            groups={m: GroupMetrics.from_json(g) for m, g in data["groups"].items()},
+            groups={
+                GroupKey(g["model"], g["stage"]): GroupMetrics.from_json(g["metrics"])
+                for g in data["groups"]
+            },
             health=ClientHealth.from_json(data["health"]),
             stop_reason=data["stop_reason"],
             interrupted=data["interrupted"],
@@ -199,26 +220,34 @@ def resolve_workers(requested: int | None, scenario: Scenario) -> int:
     workers = requested if requested is not None else os.cpu_count() or 1
     if workers < 1:
         raise ScenarioError(f"must be at least 1, got {workers}", "--workers")
-    limit = scenario.concurrency
+    limit = scenario.closed_loop_concurrency if not scenario.open_loop else workers
+    if scenario.stages and not scenario.open_loop:
+        limit = workers
     if scenario.request_limit is not None:
         limit = min(limit, scenario.request_limit)
     return min(workers, limit)
 
 
 def split_load(scenario: Scenario, workers: int) -> list[WorkerShare]:
-    """Concurrency, request budget and cost cap, split as evenly as whole numbers allow."""
+    """Concurrency, budgets, caps and warm-up, split as evenly as whole numbers allow.
+
+    Open-loop schedules and concurrency stages are split when the plan is made:
+    each worker takes every n-th arrival, and 1/n of each stage's target.
+    """
     shares = []
     requests = scenario.request_limit
     for index in range(workers):
-        concurrency = _part(scenario.concurrency, workers, index)
         max_cost = scenario.max_cost / workers if scenario.max_cost is not None else None
+        in_flight = scenario.max_in_flight
         shares.append(
             WorkerShare(
                 index=index,
                 count=workers,
-                concurrency=concurrency,
+                concurrency=_part(scenario.closed_loop_concurrency, workers, index),
                 requests=_part(requests, workers, index) if requests is not None else None,
                 max_cost=max_cost,
+                max_in_flight=max(1, _part(in_flight, workers, index)) if in_flight else None,
+                warmup_requests=_part(scenario.warmup_requests, workers, index),
             )
         )
     return shares
@@ -237,6 +266,7 @@ def run(
     workers: int = 1,
 ) -> RunResult:
     """Run `scenario` to completion (or interruption) and write its run directory."""
+    prompts = load_prompts(scenario)
     run_dir = RunDirectory(out_dir)
     started_at = datetime.now(UTC)
     metadata = _run_metadata(scenario, out_dir.name, started_at, workers)
@@ -253,12 +283,17 @@ def run(
             headers=scenario.headers,
             connect_timeout_s=scenario.connect_timeout_s,
             read_timeout_s=scenario.read_timeout_s,
+            first_token_timeout_s=scenario.first_token_timeout_s,
+            total_timeout_s=scenario.total_timeout_s,
+            http2=scenario.http2,
         )
         shares = split_load(scenario, workers)
         if workers == 1:
-            outcome = _run_in_process(scenario, target, run_dir, shares[0], planned, progress)
+            outcome = _run_in_process(
+                scenario, target, run_dir, shares[0], prompts, planned, progress
+            )
         else:
-            outcome = _run_workers(scenario, target, run_dir, shares, planned, progress)
+            outcome = _run_workers(scenario, target, run_dir, shares, prompts, planned, progress)
 
     report = build_report(
         metadata=metadata,
@@ -269,6 +304,8 @@ def run(
         ended_at=datetime.now(UTC),
     )
     write_json(out_dir / REPORT_FILE, report)
+    # summary.md, summary.csv, report.html and the .hlog files, from report.json and the records.
+    write_outputs(out_dir, report, metadata)
     return RunResult(
         run_dir=out_dir,
         report=report,
@@ -295,6 +332,7 @@ def _run_in_process(
     target: Target,
     run_dir: RunDirectory,
     share: WorkerShare,
+    prompts: Sequence[Prompt],
     planned: int | None,
     progress: ProgressCallback | None,
 ) -> WorkerOutcome:
@@ -307,7 +345,7 @@ def _run_in_process(
     live = show if progress is not None else None
     writer = run_dir.record_writer()
     try:
-        return trio.run(_execute, scenario, target, writer, share, live)
+        return trio.run(_execute, scenario, target, writer, share, prompts, live)
     finally:
         writer.close()
 
@@ -317,6 +355,7 @@ def _run_workers(
     target: Target,
     run_dir: RunDirectory,
     shares: list[WorkerShare],
+    prompts: Sequence[Prompt],
     planned: int | None,
     progress: ProgressCallback | None,
 ) -> WorkerOutcome:
@@ -328,7 +367,7 @@ def _run_workers(
         receiver, sender = context.Pipe(duplex=False)
         process = context.Process(
             target=_worker_main,
-            args=(scenario, target, run_dir.path, share, barrier, sender),
+            args=(scenario, target, run_dir.path, share, prompts, barrier, sender),
             name=f"onybench-worker-{share.index}",
         )
         process.start()
@@ -378,14 +417,14 @@ def _run_workers(
             f"worker {', '.join(failed)} ended without a result (see its error above); "
             f"what it measured is in {run_dir.path / 'records.jsonl'}"
         )
-    return _merge_outcomes([outcomes[i] for i in sorted(outcomes)], scenario.models)
+    return _merge_outcomes([outcomes[i] for i in sorted(outcomes)])
 
 
-def _merge_outcomes(outcomes: list[WorkerOutcome], models: tuple[str, ...]) -> WorkerOutcome:
-    merged = WorkerOutcome({model: GroupMetrics() for model in models}, ClientHealth(), "", False)
+def _merge_outcomes(outcomes: list[WorkerOutcome]) -> WorkerOutcome:
+    merged = WorkerOutcome({}, ClientHealth(), "", False)
     for outcome in outcomes:
-        for model, group in outcome.groups.items():
-            merged.groups[model].merge(group)
+        for key, group in outcome.groups.items():
+            merged.groups.setdefault(key, GroupMetrics()).merge(group)
         merged.health.merge(outcome.health)
         merged.interrupted |= outcome.interrupted
     # Say why the run stopped early if any worker did; else they all finished.
@@ -399,6 +438,7 @@ def _worker_main(
     target: Target,
     run_path: Path,
     share: WorkerShare,
+    prompts: Sequence[Prompt],
     barrier: Any,
     connection: Connection,
 ) -> None:
@@ -411,7 +451,7 @@ def _worker_main(
         def live(stats: LiveStats) -> None:
             connection.send(("live", stats.to_json()))
 
-        outcome = trio.run(_execute, scenario, target, writer, share, live)
+        outcome = trio.run(_execute, scenario, target, writer, share, prompts, live)
         connection.send(("done", outcome.to_json()))
     finally:
         writer.close()
@@ -423,25 +463,18 @@ async def _execute(
     target: Target,
     records: RecordWriter,
     share: WorkerShare,
+    prompts: Sequence[Prompt],
     live: LiveSink | None,
 ) -> WorkerOutcome:
     """One process's share of the run: requests out, records written, figures folded."""
-    groups = {model: GroupMetrics() for model in scenario.models}
+    groups: dict[GroupKey, GroupMetrics] = {}
     health = ClientHealth()
     costs: dict[str, Decimal] = {}
-    plan = ClosedLoopPlan(
-        models=scenario.models,
-        concurrency=share.concurrency,
-        requests=share.requests,
-        duration_s=scenario.duration_s,
-        grace_s=scenario.grace_s,
-        first_index=share.index,
-        index_step=share.count,
-    )
 
     def on_record(record: RequestRecord, runner: Runner) -> None:
         records.append(record)
-        groups[record.model].add(record)
+        key = GroupKey(record.model, record.stage)
+        groups.setdefault(key, GroupMetrics()).add(record)
         health.add_record(record)
         if record.cost_amount is not None and record.cost_currency is not None:
             currency = record.cost_currency
@@ -450,28 +483,107 @@ async def _execute(
                 runner.stop(f"cost limit reached ({costs[currency]} {currency})")
 
     async with StreamingClient(target) as client:
-        specs = {
-            model: RequestSpec(
-                model=model,
-                prompt=scenario.prompt,
-                max_tokens=scenario.max_tokens,
+
+        async def send(ticket: Ticket, sink: Callable[[RequestRecord], None]) -> None:
+            prompt = prompt_for(scenario, prompts, ticket.index)
+            spec = RequestSpec(
+                model=ticket.model,
+                messages=prompt.messages,
+                max_tokens=prompt.max_tokens or scenario.max_tokens,
                 include_usage=scenario.include_usage,
+                temperature=scenario.temperature,
+                ignore_eos=scenario.ignore_eos,
+                min_tokens=scenario.min_tokens,
+                extra_body=scenario.extra_body,
             )
-            for model in scenario.models
-        }
+            context = RecordContext(
+                index=ticket.index,
+                intended_start_ns=ticket.intended_start_ns,
+                stage=ticket.stage,
+                prompt_tokens_requested=prompt.input_tokens,
+            )
+            await client.run_request(spec, sink, context)
 
-        async def send(index: int, model: str, sink: Callable[[RequestRecord], None]) -> None:
-            await client.run_request(index, specs[model], sink)
-
-        runner = Runner(plan, send, on_record=on_record)
+        runner = Runner(load_plan(scenario, share), send, on_record=on_record)
         background = [partial(watch_event_loop, health)]
         if live is not None:
             background.append(partial(_report_live, runner.state, groups, live))
         state = await runner.run(background)
+    for (model, stage), dropped in state.dropped.items():
+        groups.setdefault(GroupKey(model, stage), GroupMetrics()).dropped += dropped
     return WorkerOutcome(groups, health, state.stop_reason or "", state.interrupted)
 
 
-async def _report_live(state: RunState, groups: dict[str, GroupMetrics], live: LiveSink) -> None:
+def load_plan(scenario: Scenario, share: WorkerShare) -> LoadPlan:
+    """The runner's plan for one worker's share of the scenario."""
+    stages = scenario.stages
+    arrivals_for_all: Iterable[float] | None = None
+    if scenario.open_loop:
+        seed = scenario.seed
+        if stages:
+            arrivals_for_all = staged_arrivals(
+                stages, scenario.arrival, burstiness=scenario.burstiness, seed=seed
+            )
+        else:
+            assert scenario.rate is not None
+            arrivals_for_all = arrivals(
+                scenario.arrival, scenario.rate, burstiness=scenario.burstiness, seed=seed
+            )
+    concurrency_stages: tuple[Stage, ...] = ()
+    if stages and not scenario.open_loop:
+        concurrency_stages = tuple(
+            Stage(stage.duration_s, stage.target / share.count) for stage in stages
+        )
+    return LoadPlan(
+        models=scenario.models,
+        concurrency=share.concurrency,
+        concurrency_stages=concurrency_stages,
+        think_time_s=scenario.think_time_s,
+        arrivals=shard(arrivals_for_all, share.index, share.count)
+        if arrivals_for_all is not None
+        else None,
+        stages=stages,
+        max_in_flight=share.max_in_flight,
+        requests=share.requests,
+        duration_s=scenario.duration_s,
+        grace_s=scenario.grace_s,
+        warmup_requests=share.warmup_requests,
+        warmup_s=scenario.warmup_s,
+        first_index=share.index,
+        index_step=share.count,
+    )
+
+
+def load_prompts(scenario: Scenario) -> list[Prompt]:
+    """Every prompt the run can send, read and checked before any request."""
+    source = scenario.prompt_source
+    if source is None:
+        return inline([scenario.prompt])
+    if source.kind == "inline":
+        prompts = inline(source.prompts)
+    elif source.kind == "synthetic":
+        assert source.input_tokens is not None
+        prompts = synthetic(
+            source.count, source.input_tokens, source.output_tokens, seed=scenario.seed
+        )
+    else:
+        assert source.path is not None
+        loader = {"text": load_text, "jsonl": load_jsonl, "sharegpt": load_sharegpt}[source.kind]
+        prompts = loader(source.path)
+    return list(sample(prompts, None, seed=scenario.seed, shuffle=source.shuffle))
+
+
+def prompt_for(scenario: Scenario, prompts: Sequence[Prompt], index: int) -> Prompt:
+    """Request `index`'s prompt: the same for every model, cycling through the set."""
+    prompt = prompts[index % len(prompts)]
+    if scenario.prompt_source is not None and scenario.prompt_source.unique_prefix:
+        return with_unique_prefix(prompt, index)
+    return prompt
+
+
+async def _report_live(
+    state: RunState, groups: dict[GroupKey, GroupMetrics], live: LiveSink
+) -> None:
     while True:
         await trio.sleep(PROGRESS_INTERVAL_S)
         stats = LiveStats(state.finished, state.failed, state.in_flight)

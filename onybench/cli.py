@@ -7,19 +7,34 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import trio
 import typer
 
 from onybench import __version__
-from onybench.benchmark import Progress, new_run_id, resolve_api_key, resolve_workers
+from onybench.benchmark import (
+    Progress,
+    load_prompts,
+    new_run_id,
+    resolve_api_key,
+    resolve_workers,
+)
 from onybench.benchmark import run as run_benchmark
-from onybench.config import Scenario, load_scenario, parse_amount, parse_duration, validate
+from onybench.config import (
+    Scenario,
+    load_scenario,
+    parse_amount,
+    parse_duration,
+    parse_warmup,
+    validate,
+)
 from onybench.errors import OnybenchError, ScenarioError
+from onybench.merge import merge_runs
 from onybench.mock.config import MockConfig
 from onybench.mock.server import serve
 from onybench.report.console import render_summary
+from onybench.report.outputs import render_run_dir
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -129,6 +144,38 @@ def run(
             "turn off for servers that reject it).",
         ),
     ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Open loop: requests per second (per model), instead of --concurrency."),
+    ] = None,
+    arrival: Annotated[
+        str | None,
+        typer.Option(help="Open-loop arrivals: constant, poisson (default) or gamma."),
+    ] = None,
+    burstiness: Annotated[
+        float | None,
+        typer.Option(
+            help="Gamma arrivals' shape B: gaps have squared coefficient of variation 1/B "
+            "(B < 1 burstier, B = 1 Poisson)."
+        ),
+    ] = None,
+    max_in_flight: Annotated[
+        int | None,
+        typer.Option(
+            help="Open loop: cap on requests in flight per model; arrivals beyond it are "
+            "dropped and counted."
+        ),
+    ] = None,
+    warmup: Annotated[
+        str | None,
+        typer.Option(
+            help="Warm-up left out of the results (but shown): a number of requests per "
+            "model, or a duration like 30s."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for arrival schedules and prompt sampling.")
+    ] = None,
     max_cost: Annotated[
         str | None,
         typer.Option(
@@ -171,6 +218,12 @@ def run(
             headers=_parse_headers(header) if header else None,
             include_usage=include_usage,
             max_cost=parse_amount(max_cost, "--max-cost") if max_cost else None,
+            rate=rate,
+            arrival=arrival,
+            burstiness=burstiness,
+            max_in_flight=max_in_flight,
+            seed=seed,
+            **_warmup_fields(warmup),
         )
         validate(scenario)
         api_key = resolve_api_key(scenario)
@@ -202,6 +255,13 @@ def run(
         raise typer.Exit(EXIT_UNRELIABLE)
 
 
+def _warmup_fields(value: str | None) -> dict[str, float | int]:
+    if value is None:
+        return {}
+    requests, seconds = parse_warmup(value, "--warmup")
+    return {"warmup_requests": requests, "warmup_s": seconds}
+
+
 def _parse_workers(value: str) -> int | None:
     if value == "auto":
         return None
@@ -210,6 +270,20 @@ def _parse_workers(value: str) -> int | None:
             f"{value!r} is not a number of processes (1, 2, ... or auto)", "--workers"
         )
     return int(value)
+
+
+@app.command("validate", epilog=EXIT_CODES_HELP)
+def validate_scenario(
+    scenario_file: Annotated[Path, typer.Argument(metavar="FILE", help="A scenario TOML file.")],
+) -> None:
+    """Check a scenario file (keys, values, datasets, thresholds) without sending a request."""
+    try:
+        scenario = load_scenario(scenario_file)
+        prompts = load_prompts(scenario)
+    except OnybenchError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    typer.echo(f"ok: {scenario_file}: {_describe(scenario)}; {len(prompts)} prompts")
 
 
 def _parse_headers(values: list[str]) -> tuple[tuple[str, str], ...]:
@@ -228,11 +302,18 @@ def _describe(scenario: Scenario) -> str:
         stop.append(f"{scenario.request_limit} requests")
     if scenario.duration_s is not None:
         stop.append(f"{scenario.duration_s:g}s")
+    if scenario.stages:
+        stop.append(f"{len(scenario.stages)} stages")
     target = "the built-in mock" if scenario.uses_mock else scenario.base_url
-    return (
-        f"{', '.join(scenario.models)} at {target}, concurrency {scenario.concurrency}, "
-        f"{' or '.join(stop)} per model"
-    )
+    if scenario.open_loop:
+        shape = f"{scenario.arrival} arrivals" + (
+            f" at {scenario.rate:g}/s" if scenario.rate is not None else " (rate stages)"
+        )
+    elif scenario.stages:
+        shape = "ramping concurrency"
+    else:
+        shape = f"concurrency {scenario.closed_loop_concurrency}"
+    return f"{', '.join(scenario.models)} at {target}, {shape}, {' or '.join(stop)} per model"
 
 
 def _print_progress(p: Progress) -> None:
@@ -351,3 +432,60 @@ def mock(
     except OSError as exc:
         _err(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_USAGE) from None
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def report(
+    run_dir: Annotated[
+        Path,
+        typer.Argument(metavar="RUN_DIR", help="A run directory (run.json and records.jsonl)."),
+    ],
+) -> None:
+    """Re-render every output of a run (report.json included) from records.jsonl and run.json.
+
+    Works on runs killed before their end and on runs of older versions. Client
+    health cannot be rebuilt from records: an existing report.json's is kept,
+    else it is reported unknown.
+    """
+    try:
+        result, paths = render_run_dir(run_dir)
+    except OnybenchError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    _print_report(result, paths)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def merge(
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(metavar="RUN_DIR...", help="Run directories made in parallel."),
+    ],
+    out: Annotated[Path, typer.Option(help="Directory for the merged run; must be new or empty.")],
+) -> None:
+    """Combine runs made in parallel (processes or machines) into one run, exactly.
+
+    Records are concatenated with their times put on the first run's clock,
+    histograms added, counts and costs summed. Runs with different scenarios
+    are merged with a warning.
+    """
+    try:
+        result = merge_runs(run_dirs, out)
+    except OnybenchError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    for warning in result.warnings:
+        _err(f"warning: {warning}")
+    _print_report(result.report, result.paths)
+
+
+def _print_report(result: dict[str, Any], paths: list[Path]) -> None:
+    if result["groups"]:
+        typer.echo(render_summary(result))
+    else:
+        typer.echo("no request was recorded")
+    health = result["client_health"]
+    if health["client_limited"] is None:
+        typer.echo(f"note: client health unknown: {'; '.join(health['reasons'])}")
+    typer.echo("\nwrote: " + ", ".join(path.name for path in paths))
+    typer.echo(f"report: {paths[0].parent / 'report.html'}")

@@ -7,8 +7,9 @@ token accounting, classification) happens once, when the stream has ended.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -17,6 +18,7 @@ import httpx
 import orjson
 import trio
 
+from onybench.errors import ScenarioError
 from onybench.metrics.record import RequestRecord
 from onybench.secrets import redact
 from onybench.transport import LeanTransport
@@ -39,6 +41,10 @@ class Target:
     headers: tuple[tuple[str, str], ...] = ()
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0  # longest silence allowed between two reads
+    first_token_timeout_s: float | None = None  # until the first streamed event
+    total_timeout_s: float | None = None
+    # HTTP/2 goes through httpx's own transport (the h2 extra): not the lean path.
+    http2: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,20 +52,32 @@ class RequestSpec:
     """One request's body parameters."""
 
     model: str
-    prompt: str
+    messages: tuple[Mapping[str, str], ...]
     max_tokens: int | None = None
     include_usage: bool = True  # `stream_options.include_usage`; some servers reject it
+    temperature: float | None = None
+    # Output length under control where the server supports it (vLLM, llama.cpp).
+    ignore_eos: bool = False
+    min_tokens: int | None = None
+    extra_body: tuple[tuple[str, Any], ...] = ()
 
     def body(self) -> bytes:
         payload: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": self.prompt}],
+            "messages": list(self.messages),
             "stream": True,
         }
         if self.max_tokens is not None:
             payload["max_tokens"] = self.max_tokens
         if self.include_usage:
             payload["stream_options"] = {"include_usage": True}
+        if self.temperature is not None:
+            payload["temperature"] = self.temperature
+        if self.ignore_eos:
+            payload["ignore_eos"] = True
+        if self.min_tokens is not None:
+            payload["min_tokens"] = self.min_tokens
+        payload.update(self.extra_body)
         return orjson.dumps(payload)
 
 
@@ -85,7 +103,7 @@ class StreamingClient:
             headers["Authorization"] = f"Bearer {target.api_key}"
         self._url = target.base_url.rstrip("/") + "/chat/completions"
         self._http = httpx.AsyncClient(
-            transport=transport or LeanTransport(),
+            transport=transport or _default_transport(target),
             headers=headers,
             timeout=httpx.Timeout(
                 connect=target.connect_timeout_s,
@@ -106,15 +124,31 @@ class StreamingClient:
     ) -> None:
         await self._http.aclose()
 
-    async def run_request(self, index: int, spec: RequestSpec, sink: RecordSink) -> None:
+    async def run_request(
+        self, spec: RequestSpec, sink: RecordSink, context: RecordContext | None = None
+    ) -> None:
         """Send one request, measure it, and hand its record to `sink` exactly once.
 
         The record reaches `sink` even when the request is cancelled (as
         `cancelled`, with what it measured so far); target errors never raise.
+        `context` is copied into the record (its place in the run).
         """
-        attempt = _Attempt(index=index, model=spec.model, start_ns=self._clock())
+        attempt = _Attempt(
+            model=spec.model,
+            start_ns=self._clock(),
+            context=context or RecordContext(),
+            max_tokens=spec.max_tokens,
+        )
+        target = self._target
         try:
-            await self._stream(spec, attempt)
+            with trio.move_on_after(target.total_timeout_s or math.inf) as total:
+                await self._stream(spec, attempt)
+            if total.cancelled_caught:
+                message = (
+                    f"the request took longer than the total timeout ({target.total_timeout_s} s)"
+                )
+                sink(attempt.record(self._clock(), "total_timeout", message))
+                return
         except trio.Cancelled:
             sink(attempt.record(self._clock(), "cancelled", "cancelled before the stream ended"))
             raise
@@ -141,7 +175,21 @@ class StreamingClient:
                 return
             decoder = SseDecoder()
             timed = attempt.timed_data
-            async for raw in response.aiter_raw():
+            chunks = response.aiter_raw()
+            first_wait_s = self._target.first_token_timeout_s
+            if first_wait_s is not None:
+                # Until the first event: a deadline of its own, then the idle timeout alone.
+                with trio.move_on_after(first_wait_s) as first:
+                    while not timed:
+                        raw = await anext(chunks)
+                        now = clock()
+                        attempt.bytes_received += len(raw)
+                        for event in decoder.feed(raw):
+                            timed.append((now, event.data))
+                if first.cancelled_caught:
+                    attempt.first_token_timed_out = True
+                    return
+            async for raw in chunks:
                 now = clock()
                 attempt.bytes_received += len(raw)
                 for event in decoder.feed(raw):
@@ -152,18 +200,30 @@ class StreamingClient:
             await response.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class RecordContext:
+    """The request's place in the run, copied into its record."""
+
+    index: int = 0
+    intended_start_ns: int | None = None
+    stage: str | None = None
+    prompt_tokens_requested: int | None = None
+
+
 @dataclass(slots=True)
 class _Attempt:
     """What one request has measured so far (mutable while it runs)."""
 
-    index: int
     model: str
     start_ns: int
+    context: RecordContext
+    max_tokens: int | None
     headers_ns: int | None = None
     status: int | None = None
     connect_ns: int | None = None
     bytes_received: int = 0
     closed_cleanly: bool = False
+    first_token_timed_out: bool = False
     error_body: bytes | None = None
     timed_data: list[tuple[int, str]] = field(default_factory=list)
 
@@ -171,6 +231,8 @@ class _Attempt:
         if self.error_body is not None:
             message = redact(_error_message(self.error_body), api_key)
             return self.record(end_ns, f"http_{self.status}", message)
+        if self.first_token_timed_out:
+            return self.record(end_ns, "first_token_timeout", "no streamed event in time")
         return self.record(end_ns, None, None)
 
     def record(self, end_ns: int, error_class: str | None, message: str | None) -> RequestRecord:
@@ -180,8 +242,9 @@ class _Attempt:
             error_class, message = stream.error_class, stream.error_message
         # The last byte that arrived ends a stream; a failure before any ends it now.
         last_ns = self.timed_data[-1][0] if self.timed_data and error_class is None else end_ns
+        context = self.context
         return RequestRecord(
-            index=self.index,
+            index=context.index,
             model=self.model,
             start_ns=self.start_ns,
             end_ns=last_ns,
@@ -200,7 +263,24 @@ class _Attempt:
             response_id=stream.response_id,
             bytes_received=self.bytes_received,
             output_text=stream.text,
+            intended_start_ns=context.intended_start_ns,
+            stage=context.stage,
+            prompt_tokens_requested=context.prompt_tokens_requested,
+            max_tokens_requested=self.max_tokens,
         )
+
+
+def _default_transport(target: Target) -> httpx.AsyncBaseTransport:
+    if not target.http2:
+        return LeanTransport()
+    try:
+        import h2  # noqa: F401  (httpx needs it for HTTP/2)
+    except ImportError:
+        raise ScenarioError(
+            "HTTP/2 needs the h2 package: pip install 'onybench[http2]'", "target.http2"
+        ) from None
+    unlimited = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    return httpx.AsyncHTTPTransport(http2=True, limits=unlimited)
 
 
 def _classify(exc: httpx.HTTPError, attempt: _Attempt) -> tuple[str, str]:

@@ -14,10 +14,12 @@ import pytest
 from onybench.benchmark import RunResult, run
 from onybench.config import Scenario
 from onybench.metrics.record import RequestRecord
-from onybench.metrics.summary import summarize
+from onybench.metrics.summary import GroupKey, summarize
 from onybench.mock.config import MockConfig
 from onybench.mock.server import MockProcess
 from onybench.rundir import read_records
+
+MODEL = GroupKey("openai/gpt-4o-mini")
 
 
 def read_send_log(path: Path) -> list[dict[str, Any]]:
@@ -61,7 +63,7 @@ def test_reported_ttft_and_itl_match_the_mocks_logged_truth(
     assert figures["tokens.output"] == sum(s["output_tokens"] for s in sent.values())
     assert figures["tokens.output"] == 128 * requests
     total_cost = sum((Decimal(s["cost"]) for s in sent.values()), Decimal(0))
-    assert result.groups["openai/gpt-4o-mini"].cost == {"USD": total_cost}
+    assert result.groups[MODEL].cost == {"USD": total_cost}
 
 
 def fault_run(tmp_path: Path, **faults: float) -> tuple[RunResult, list[RequestRecord]]:
@@ -148,7 +150,7 @@ def test_max_cost_stops_the_run_at_the_request_that_reaches_it(tmp_path: Path) -
     scenario = mock_scenario(mock, concurrency=1, requests=100, max_cost=Decimal("0.03"))
     result = run(scenario, out_dir=tmp_path / "run")
     assert len(list(read_records(tmp_path / "run"))) == 3
-    assert result.groups["openai/gpt-4o-mini"].cost == {"USD": Decimal("0.030")}
+    assert result.groups[MODEL].cost == {"USD": Decimal("0.030")}
     assert result.stop_reason.startswith("cost limit reached")
 
 
@@ -180,7 +182,7 @@ def test_two_workers_and_one_give_the_same_totals_and_merge_exactly(tmp_path: Pa
         )
         for workers in (1, 2)
     }
-    one, two = (results[n].groups["openai/gpt-4o-mini"] for n in (1, 2))
+    one, two = (results[n].groups[MODEL] for n in (1, 2))
     assert results[2].workers == 2
     assert (two.requests, two.succeeded, two.output_tokens, two.prompt_tokens) == (
         one.requests,
@@ -196,6 +198,6 @@ def test_two_workers_and_one_give_the_same_totals_and_merge_exactly(tmp_path: Pa
     # The workers' merged figures are exactly the fold of all their records.
     records = list(read_records(tmp_path / "w2"))
     assert sorted(r.index for r in records) == list(range(40))
-    refold = summarize(records)["openai/gpt-4o-mini"]
+    refold = summarize(records)[MODEL]
     assert refold.histograms == two.histograms
     assert refold.figures() == two.figures()

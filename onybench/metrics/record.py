@@ -47,6 +47,15 @@ class RequestRecord:
     response_id: str | None = None
     bytes_received: int = 0
     output_text: str = field(default="", repr=False)
+    # Open-loop runs: when the schedule meant the request to start. Latency is
+    # also measured from here (coordinated omission: a late start is the
+    # client's delay, and the user would have waited through it).
+    intended_start_ns: int | None = None
+    # The load stage the request belongs to ("warmup" for warm-up requests,
+    # which are kept apart from the results); None for a single-level run.
+    stage: str | None = None
+    prompt_tokens_requested: int | None = None  # the prompt's estimated length
+    max_tokens_requested: int | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -109,6 +118,22 @@ class RequestRecord:
         if ttft is None or tokens < 2:
             return None
         return (self.e2e_ns - ttft) / (tokens - 1)
+
+    @property
+    def schedule_lag_ns(self) -> int | None:
+        """Actual start − intended start (open loop only)."""
+        return None if self.intended_start_ns is None else self.start_ns - self.intended_start_ns
+
+    @property
+    def ttft_from_intended_ns(self) -> int | None:
+        """First token's arrival − the intended start (open loop only)."""
+        if self.intended_start_ns is None or not self.token_times_ns:
+            return None
+        return self.token_times_ns[0] - self.intended_start_ns
+
+    @property
+    def e2e_from_intended_ns(self) -> int | None:
+        return None if self.intended_start_ns is None else self.end_ns - self.intended_start_ns
 
     @property
     def output_tokens_per_s(self) -> float | None:

@@ -51,7 +51,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from onybench.metrics.histogram import Histogram
 from onybench.metrics.record import RequestRecord
@@ -68,7 +68,24 @@ HISTOGRAM_UNITS: dict[str, tuple[str, float]] = {
     "e2e": ("ms", 1000.0),
     "connect": ("ms", 1000.0),
     "request_output_tokens_per_s": ("tokens_per_s", 1000.0),
+    # Open-loop runs only: how late requests started, and latency counted from
+    # the intended start (coordinated omission).
+    "schedule_lag": ("ms", 1000.0),
+    "ttft_from_intended": ("ms", 1000.0),
+    "e2e_from_intended": ("ms", 1000.0),
 }
+
+
+# The stage name of warm-up requests: reported, but kept out of the results.
+WARMUP_STAGE = "warmup"
+
+
+class GroupKey(NamedTuple):
+    """What a group of requests shares: the model, and the load stage if any."""
+
+    model: str
+    stage: str | None = None
+
 
 UNKNOWN_CURRENCY = "UNKNOWN"
 
@@ -101,6 +118,10 @@ class GroupMetrics:
     output_tokens: int = 0
     prompt_tokens: int = 0
     estimated_token_requests: int = 0
+    prompt_tokens_requested: int = 0
+    output_tokens_requested: int = 0
+    # Open loop: arrivals that were not sent because max_in_flight was reached.
+    dropped: int = 0
     cost: dict[str, Decimal] = field(default_factory=dict)
     first_start_ns: int | None = None
     last_end_ns: int | None = None
@@ -118,6 +139,8 @@ class GroupMetrics:
             return
 
         self.succeeded += 1
+        self.prompt_tokens_requested += record.prompt_tokens_requested or 0
+        self.output_tokens_requested += record.max_tokens_requested or 0
         self.output_tokens += record.output_token_count
         self.prompt_tokens += record.prompt_tokens or 0
         if record.token_count_source == "estimated_from_chunks":
@@ -130,6 +153,9 @@ class GroupMetrics:
             ("ttft_content", record.ttft_content_ns),
             ("tpot", record.tpot_ns),
             ("connect", record.connect_ns),
+            ("schedule_lag", record.schedule_lag_ns),
+            ("ttft_from_intended", record.ttft_from_intended_ns),
+            ("e2e_from_intended", record.e2e_from_intended_ns),
         ):
             if value_ns is not None:
                 hist[name].record_ns(value_ns)
@@ -150,6 +176,9 @@ class GroupMetrics:
         self.output_tokens += other.output_tokens
         self.prompt_tokens += other.prompt_tokens
         self.estimated_token_requests += other.estimated_token_requests
+        self.prompt_tokens_requested += other.prompt_tokens_requested
+        self.output_tokens_requested += other.output_tokens_requested
+        self.dropped += other.dropped
         for currency, amount in other.cost.items():
             self._add_cost(currency, amount)
         self.first_start_ns = _min_or_none(self.first_start_ns, other.first_start_ns)
@@ -192,6 +221,12 @@ class GroupMetrics:
         out["tokens.output"] = self.output_tokens
         out["tokens.prompt"] = self.prompt_tokens
         out["tokens.estimated_requests"] = self.estimated_token_requests
+        if self.prompt_tokens_requested:
+            out["tokens.prompt_requested"] = self.prompt_tokens_requested
+        if self.output_tokens_requested:
+            out["tokens.output_requested"] = self.output_tokens_requested
+        if self.dropped:
+            out["requests.dropped"] = self.dropped
         for name, histogram in self.histograms.items():
             out[f"{name}.count"] = histogram.count
             if histogram.overflow_count:
@@ -219,6 +254,9 @@ class GroupMetrics:
             "output_tokens": self.output_tokens,
             "prompt_tokens": self.prompt_tokens,
             "estimated_token_requests": self.estimated_token_requests,
+            "prompt_tokens_requested": self.prompt_tokens_requested,
+            "output_tokens_requested": self.output_tokens_requested,
+            "dropped": self.dropped,
             "cost": {currency: str(self.cost[currency]) for currency in sorted(self.cost)},
             "first_start_ns": self.first_start_ns,
             "last_end_ns": self.last_end_ns,
@@ -239,6 +277,9 @@ class GroupMetrics:
             output_tokens=data["output_tokens"],
             prompt_tokens=data["prompt_tokens"],
             estimated_token_requests=data["estimated_token_requests"],
+            prompt_tokens_requested=data["prompt_tokens_requested"],
+            output_tokens_requested=data["output_tokens_requested"],
+            dropped=data["dropped"],
             cost={currency: Decimal(amount) for currency, amount in data["cost"].items()},
             first_start_ns=data["first_start_ns"],
             last_end_ns=data["last_end_ns"],
@@ -254,12 +295,13 @@ class GroupMetrics:
         )
 
 
-def summarize(records: Iterable[RequestRecord]) -> dict[str, GroupMetrics]:
-    """Fold records into one GroupMetrics per model, in first-seen order."""
-    groups: dict[str, GroupMetrics] = {}
+def summarize(records: Iterable[RequestRecord]) -> dict[GroupKey, GroupMetrics]:
+    """Fold records into one GroupMetrics per (model, stage), in first-seen order."""
+    groups: dict[GroupKey, GroupMetrics] = {}
     for record in records:
-        group = groups.get(record.model)
+        key = GroupKey(record.model, record.stage)
+        group = groups.get(key)
         if group is None:
-            group = groups[record.model] = GroupMetrics()
+            group = groups[key] = GroupMetrics()
         group.add(record)
     return groups

@@ -8,7 +8,7 @@ dict so it can be handed to a child process on its command line.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal, get_args
 
@@ -55,6 +55,9 @@ class MockConfig:
     itl_ms: float = 10.0
     timing: Timing = "fixed"
     jitter_ms: float = 0.0
+    # Per-model slowdown: the TTFT and every gap of these models are multiplied
+    # by the factor (e.g. {"acme/big": 2.0} answers twice as slowly).
+    latency_factors: dict[str, float] = field(default_factory=dict)
     output_tokens: int = 128
     tokens_per_chunk: int = 1
     # A first chat chunk with ``delta: {"role": "assistant", "content": ""}``,
@@ -102,6 +105,17 @@ class MockConfig:
             raise ScenarioError(
                 f"must be one of {', '.join(get_args(Timing))}, not {self.timing!r}",
                 "mock.timing",
+            )
+        if not isinstance(self.latency_factors, dict) or not all(
+            isinstance(model, str)
+            and isinstance(factor, int | float)
+            and not isinstance(factor, bool)
+            and factor > 0
+            for model, factor in self.latency_factors.items()
+        ):
+            raise ScenarioError(
+                'must map model names to positive factors, e.g. { "acme/big" = 2.0 }',
+                "mock.latency_factors",
             )
         _check_int("output_tokens", self.output_tokens, minimum=1)
         _check_int("tokens_per_chunk", self.tokens_per_chunk, minimum=1)

@@ -123,6 +123,7 @@ def plan_response(config: MockConfig, request: CompletionRequest, arrival: int) 
         "length" if limit is not None and limit < config.output_tokens else "stop"
     )
     per_chunk = config.tokens_per_chunk
+    factor = config.latency_factors.get(request.model, 1.0)
     chunk_texts = tuple(
         "".join(f"tok{k} " for k in range(start, min(start + per_chunk, output_tokens)))
         for start in range(0, output_tokens, per_chunk)
@@ -130,7 +131,7 @@ def plan_response(config: MockConfig, request: CompletionRequest, arrival: int) 
     offsets: list[int] = []
     due_ns = 0
     for j in range(len(chunk_texts)):
-        due_ns += _draw_gap_ns(config, config.ttft_ms if j == 0 else config.itl_ms, rng)
+        due_ns += _draw_gap_ns(config, (config.ttft_ms if j == 0 else config.itl_ms) * factor, rng)
         offsets.append(due_ns)
     usage = fault not in ("stream_error", "cut", "no_finish") and (
         config.always_usage or request.include_usage or not request.stream

@@ -12,7 +12,9 @@ Row = tuple[str, Callable[[Figures], str]]
 def render_summary(report: Mapping[str, Any]) -> str:
     """A plain-text table of the report's key figures, plus its warnings."""
     groups = report["groups"]
-    columns = [group["model"] for group in groups]
+    columns = [
+        group["model"] + (f" [{group['stage']}]" if group.get("stage") else "") for group in groups
+    ]
     figures = [group["figures"] for group in groups]
     rows: list[tuple[str, list[str]]] = []
     for label, cell in _rows(figures):
@@ -101,6 +103,7 @@ def _costs(prefix: str, fmt: str) -> Callable[[Figures], str]:
 def _rows(figures: list[Figures]) -> list[Row]:
     rows: list[Row] = [
         ("requests", _requests),
+        ("dropped (max in flight)", _num("requests.dropped", "{:,}")),
         ("errors", _errors),
         ("error rate", _num("error_rate", "{:.2%}")),
         ("duration s", _num("duration_s", "{:,.2f}")),
@@ -116,6 +119,8 @@ def _rows(figures: list[Figures]) -> list[Row]:
         _latency("tpot"),
         _latency("e2e"),
         ("connect p50 ms", _num("connect.p50_ms")),
+        _latency("schedule_lag"),
+        _latency("ttft_from_intended"),
         ("cost", _costs("cost.total_", "{:,.6f}")),
         ("cost per 1M output tokens", _costs("cost.per_1m_output_tokens_", "{:,.4f}")),
     ]
@@ -136,3 +141,22 @@ def _notes(figures: list[Figures], columns: list[str]) -> list[str]:
                 f"{model}: values beyond the histogram range (about 71 min): {', '.join(overflow)}"
             )
     return notes
+
+
+def summary_cells(figures: list[Figures]) -> list[tuple[str, list[str]]]:
+    """The summary table's rows, for other formats: (label, one cell per group).
+
+    The rows and cells of `render_summary`; a row empty for every group is left
+    out, an empty cell is "-".
+    """
+    rows = []
+    for label, cell in _rows(figures):
+        cells = [cell(f) for f in figures]
+        if any(cells):
+            rows.append((label, [c or "-" for c in cells]))
+    return rows
+
+
+def summary_notes(figures: list[Figures], columns: list[str]) -> list[str]:
+    """The notes `render_summary` prints under the table (estimated tokens, overflow)."""
+    return _notes(figures, columns)

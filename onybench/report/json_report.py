@@ -2,7 +2,8 @@
 
 Figures are named `<metric>.<stat>_<unit>` (e.g. `ttft.p95_ms`); thresholds, CSV
 and comparisons use the same names. `schema_version` changes whenever a field
-changes meaning or disappears.
+changes meaning or disappears. The document's shape is `report.schema.json`
+(JSON Schema 2020-12) beside this module; tests hold every report to it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from onybench.metrics.health import ClientHealth
-from onybench.metrics.summary import GroupMetrics
+from onybench.metrics.summary import WARMUP_STAGE, GroupKey, GroupMetrics
 
 SCHEMA_VERSION = 1
 
@@ -20,16 +21,20 @@ SCHEMA_VERSION = 1
 def build_report(
     *,
     metadata: Mapping[str, Any],
-    groups: Mapping[str, GroupMetrics],
+    groups: Mapping[GroupKey, GroupMetrics],
     health: ClientHealth,
     stop_reason: str,
     interrupted: bool,
     ended_at: datetime,
 ) -> dict[str, Any]:
-    """The report.json document; `groups` are keyed by model."""
+    """The report.json document; `groups` are keyed by (model, stage).
+
+    `overall` folds every group but the warm-up, which is reported apart.
+    """
     overall = GroupMetrics()
-    for group in groups.values():
-        overall.merge(group)
+    for key, group in groups.items():
+        if key.stage != WARMUP_STAGE:
+            overall.merge(group)
     verdict = health.verdict()
     return {
         "schema_version": SCHEMA_VERSION,
@@ -49,7 +54,12 @@ def build_report(
         },
         "overall": {"figures": overall.figures()},
         "groups": [
-            {"model": model, "figures": group.figures(), "metrics": group.to_json()}
-            for model, group in groups.items()
+            {
+                "model": key.model,
+                **({"stage": key.stage} if key.stage is not None else {}),
+                "figures": group.figures(),
+                "metrics": group.to_json(),
+            }
+            for key, group in groups.items()
         ],
     }

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
 from onybench.metrics.record import RequestRecord
-from onybench.metrics.summary import GroupMetrics, summarize
+from onybench.metrics.summary import GroupKey, GroupMetrics, summarize
 
 MS = 1_000_000  # ns
 USD = Decimal("0.000008")
@@ -250,5 +251,29 @@ def test_summarize_groups_by_model_in_first_seen_order() -> None:
         record(0, 100, (50,), output_tokens=1, model="b"),
     ]
     groups = summarize(records)
-    assert list(groups) == ["b", "a"]
-    assert (groups["b"].requests, groups["a"].requests) == (2, 1)
+    assert list(groups) == [GroupKey("b"), GroupKey("a")]
+    assert (groups[GroupKey("b")].requests, groups[GroupKey("a")].requests) == (2, 1)
+
+
+def test_summarize_keeps_stages_and_warmup_apart() -> None:
+    records = [
+        replace(record(0, 100, (50,), output_tokens=1), stage="warmup"),
+        replace(record(0, 100, (50,), output_tokens=1), stage="stage 1"),
+        replace(record(0, 100, (50,), output_tokens=1), stage="stage 1"),
+    ]
+    groups = summarize(records)
+    assert {key.stage: group.requests for key, group in groups.items()} == {
+        "warmup": 1,
+        "stage 1": 2,
+    }
+
+
+def test_open_loop_records_measure_schedule_lag_and_latency_from_the_intended_start() -> None:
+    late = replace(record(2, 10, (5,), output_tokens=1), intended_start_ns=0)
+    group = GroupMetrics()
+    group.add(late)
+    figures = group.figures()
+    assert figures["schedule_lag.p50_ms"] == pytest.approx(2.0, rel=1e-3)
+    assert figures["ttft_from_intended.p50_ms"] == pytest.approx(5.0, rel=1e-3)
+    assert figures["ttft.p50_ms"] == pytest.approx(3.0, rel=1e-3)
+    assert figures["e2e_from_intended.p50_ms"] == pytest.approx(10.0, rel=1e-3)

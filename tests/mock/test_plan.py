@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from onybench.errors import ScenarioError
 from onybench.mock import MockConfig
 from onybench.mock.plan import (
     BadRequest,
@@ -208,3 +209,16 @@ def test_decimal_text_is_a_plain_literal_without_exponent_or_trailing_zeros(
     amount: Decimal, text: str
 ) -> None:
     assert decimal_text(amount) == text
+
+
+def test_a_latency_factor_slows_only_its_model() -> None:
+    config = MockConfig(ttft_ms=100, itl_ms=10, output_tokens=3, latency_factors={"slow": 2.0})
+    fast = plan_response(config, request(model="fast"), arrival=0)
+    slow = plan_response(config, request(model="slow"), arrival=0)
+    assert fast.chunk_offsets_ns == (100_000_000, 110_000_000, 120_000_000)
+    assert slow.chunk_offsets_ns == (200_000_000, 220_000_000, 240_000_000)
+
+
+def test_latency_factors_must_be_positive() -> None:
+    with pytest.raises(ScenarioError, match=r"mock\.latency_factors"):
+        MockConfig(latency_factors={"m": 0})
