@@ -33,7 +33,7 @@ from onybench import __version__
 from onybench.client import RecordContext, RequestSpec, StreamingClient, Target
 from onybench.config import Scenario
 from onybench.errors import OnybenchError, ScenarioError
-from onybench.load.arrivals import Stage, arrivals, shard, staged_arrivals
+from onybench.load.arrivals import arrivals, shard, staged_arrivals
 from onybench.load.datasets import (
     Prompt,
     inline,
@@ -45,7 +45,7 @@ from onybench.load.datasets import (
     with_unique_prefix,
 )
 from onybench.load.health import watch_event_loop
-from onybench.load.runner import LoadPlan, Runner, RunState, Ticket
+from onybench.load.runner import LoadPlan, Runner, RunState, Ticket, share_of
 from onybench.metrics.health import ClientHealth
 from onybench.metrics.histogram import Histogram
 from onybench.metrics.record import RequestRecord
@@ -105,6 +105,7 @@ class WorkerShare:
     max_cost: Decimal | None
     max_in_flight: int | None = None
     warmup_requests: int = 0
+    run_id: str = ""
 
 
 @dataclass
@@ -228,7 +229,7 @@ def resolve_workers(requested: int | None, scenario: Scenario) -> int:
     return min(workers, limit)
 
 
-def split_load(scenario: Scenario, workers: int) -> list[WorkerShare]:
+def split_load(scenario: Scenario, workers: int, run_id: str = "") -> list[WorkerShare]:
     """Concurrency, budgets, caps and warm-up, split as evenly as whole numbers allow.
 
     Open-loop schedules and concurrency stages are split when the plan is made:
@@ -243,18 +244,15 @@ def split_load(scenario: Scenario, workers: int) -> list[WorkerShare]:
             WorkerShare(
                 index=index,
                 count=workers,
-                concurrency=_part(scenario.closed_loop_concurrency, workers, index),
-                requests=_part(requests, workers, index) if requests is not None else None,
+                concurrency=share_of(scenario.closed_loop_concurrency, workers, index),
+                requests=share_of(requests, workers, index) if requests is not None else None,
                 max_cost=max_cost,
-                max_in_flight=max(1, _part(in_flight, workers, index)) if in_flight else None,
-                warmup_requests=_part(scenario.warmup_requests, workers, index),
+                max_in_flight=max(1, share_of(in_flight, workers, index)) if in_flight else None,
+                warmup_requests=share_of(scenario.warmup_requests, workers, index),
+                run_id=run_id,
             )
         )
     return shares
-
-
-def _part(total: int, parts: int, index: int) -> int:
-    return total // parts + (1 if index < total % parts else 0)
 
 
 def run(
@@ -287,7 +285,7 @@ def run(
             total_timeout_s=scenario.total_timeout_s,
             http2=scenario.http2,
         )
-        shares = split_load(scenario, workers)
+        shares = split_load(scenario, workers, out_dir.name)
         if workers == 1:
             outcome = _run_in_process(
                 scenario, target, run_dir, shares[0], prompts, planned, progress
@@ -485,7 +483,7 @@ async def _execute(
     async with StreamingClient(target) as client:
 
         async def send(ticket: Ticket, sink: Callable[[RequestRecord], None]) -> None:
-            prompt = prompt_for(scenario, prompts, ticket.index)
+            prompt = prompt_for(scenario, prompts, ticket.index, share.run_id)
             spec = RequestSpec(
                 model=ticket.model,
                 messages=prompt.messages,
@@ -529,15 +527,10 @@ def load_plan(scenario: Scenario, share: WorkerShare) -> LoadPlan:
             arrivals_for_all = arrivals(
                 scenario.arrival, scenario.rate, burstiness=scenario.burstiness, seed=seed
             )
-    concurrency_stages: tuple[Stage, ...] = ()
-    if stages and not scenario.open_loop:
-        concurrency_stages = tuple(
-            Stage(stage.duration_s, stage.target / share.count) for stage in stages
-        )
     return LoadPlan(
         models=scenario.models,
         concurrency=share.concurrency,
-        concurrency_stages=concurrency_stages,
+        concurrency_stages=stages if not scenario.open_loop else (),
         think_time_s=scenario.think_time_s,
         arrivals=shard(arrivals_for_all, share.index, share.count)
         if arrivals_for_all is not None
@@ -573,11 +566,11 @@ def load_prompts(scenario: Scenario) -> list[Prompt]:
     return list(sample(prompts, None, seed=scenario.seed, shuffle=source.shuffle))
 
 
-def prompt_for(scenario: Scenario, prompts: Sequence[Prompt], index: int) -> Prompt:
+def prompt_for(scenario: Scenario, prompts: Sequence[Prompt], index: int, run_id: str) -> Prompt:
     """Request `index`'s prompt: the same for every model, cycling through the set."""
     prompt = prompts[index % len(prompts)]
     if scenario.prompt_source is not None and scenario.prompt_source.unique_prefix:
-        return with_unique_prefix(prompt, index)
+        return with_unique_prefix(prompt, index, f"{run_id}/")
     return prompt
 
 

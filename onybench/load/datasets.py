@@ -193,7 +193,7 @@ def _jsonl_prompt(item: Any, path: Path, line: int) -> Prompt:
             raise fail("the prompt is empty; write some text or remove the line")
         return _user_prompt(item)
     if not isinstance(item, dict):
-        raise fail(f"found {type(item).__name__} {_clip(item)}; {_JSONL_SHAPE}")
+        raise fail(f"found {_json_type(item)} {_clip(item)}; {_JSONL_SHAPE}")
     max_tokens = item.get("max_tokens")
     if max_tokens is not None and (
         not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
@@ -212,9 +212,11 @@ def _jsonl_prompt(item: Any, path: Path, line: int) -> Prompt:
         messages = _chat_messages(item["messages"], fail)
         return Prompt(messages, _messages_tokens(messages), max_tokens)
     hint = ""
-    close = difflib.get_close_matches(next(iter(item), ""), ("prompt", "messages"), n=1, cutoff=0.6)
-    if close:
-        hint = f' (did you mean "{close[0]}"?)'
+    for key in item:
+        close = difflib.get_close_matches(key, ("prompt", "messages"), n=1, cutoff=0.6)
+        if close:
+            hint = f' (did you mean "{close[0]}" for "{key}"?)'
+            break
     keys = ", ".join(f'"{key}"' for key in item) or "none"
     raise fail(f'no "prompt" or "messages" key{hint}, found keys {keys}; {_JSONL_SHAPE}')
 
@@ -329,7 +331,7 @@ def _json_list(path: Path) -> Iterator[tuple[int, Any]]:
     position = skip_space(0)
     if not text.startswith("[", position):
         try:
-            found = type(json.loads(text)).__name__
+            found = _json_type(json.loads(text))
         except json.JSONDecodeError as exc:
             raise fail(f"not valid JSON ({exc.msg}); {_SHAREGPT_SHAPE}", exc.pos) from None
         raise fail(f"expected a JSON list, found {found}; {_SHAREGPT_SHAPE}", position)
@@ -483,22 +485,22 @@ def synthetic(
     for index in range(count):
         length = input_tokens.draw(rng)
         max_tokens = output_tokens.draw(rng) if output_tokens is not None else None
-        text = filler_text(length, rng, prefix=_unique_prefix(index) if unique_prefix else "")
+        text = filler_text(length, rng, prefix=_unique_prefix(index, "") if unique_prefix else "")
         prompts.append(_user_prompt(text, max_tokens))
     return prompts
 
 
-def _unique_prefix(index: int) -> str:
-    return f"[req {index}] "
+def _unique_prefix(index: int, run_tag: str) -> str:
+    return f"[req {run_tag}{index}] "
 
 
-def with_unique_prefix(prompt: Prompt, index: int) -> Prompt:
-    """`prompt` with ``"[req <index>] "`` at the very start of its first message,
-    so requests differ from their first token on and a server's prompt cache
-    cannot serve them; `input_tokens` is re-estimated. The same index gives
-    the same prefix in every run."""
+def with_unique_prefix(prompt: Prompt, index: int, run_tag: str = "") -> Prompt:
+    """`prompt` with ``"[req <run_tag><index>] "`` at the very start of its first
+    message, so requests differ from their first token on and a server's prompt
+    cache cannot serve them; `input_tokens` is re-estimated. A `run_tag` unique
+    to the run (the run id) keeps a rerun from hitting the cache of the last one."""
     first, *rest = prompt.messages
-    changed = {**first, "content": _unique_prefix(index) + first["content"]}
+    changed = {**first, "content": _unique_prefix(index, run_tag) + first["content"]}
     messages = (changed, *rest)
     return replace(prompt, messages=messages, input_tokens=_messages_tokens(messages))
 
@@ -562,6 +564,19 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     a line, as editors number them; a JSON string may hold U+2028 raw."""
     for number, line in enumerate(_read(path).split("\n"), start=1):
         yield number, line.removesuffix("\r")
+
+
+def _json_type(value: Any) -> str:
+    """What JSON calls the type of a decoded value."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return "a number"
 
 
 def _clip(value: Any, limit: int = 60) -> str:

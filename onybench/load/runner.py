@@ -93,6 +93,11 @@ BackgroundTask = Callable[[], Awaitable[None]]
 RecordListener = Callable[[RequestRecord, "Runner"], None]
 
 
+def share_of(total: int, parts: int, index: int) -> int:
+    """Part `index` of `total` split into `parts` whole numbers as even as can be."""
+    return total // parts + (1 if index < total % parts else 0)
+
+
 class Runner:
     """Runs one plan; `stop(reason)` may be called from any task."""
 
@@ -215,8 +220,12 @@ class Runner:
                 await trio.sleep(think_s)
 
     def _target_concurrency(self) -> int:
+        plan = self._plan
         elapsed = trio.current_time() - self._start
-        return concurrency_at(self._plan.concurrency_stages, elapsed)
+        # This worker's whole-number share of the run's target.
+        return share_of(
+            concurrency_at(plan.concurrency_stages, elapsed), plan.index_step, plan.first_index
+        )
 
     async def _ramping_closed_loop(self, requests: trio.Nursery) -> None:
         # Workers above the target finish their request and leave (a graceful

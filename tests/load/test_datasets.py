@@ -155,11 +155,16 @@ def test_a_jsonl_string_may_hold_a_raw_line_separator(tmp_path: Path) -> None:
     ("line", "message"),
     [
         ('{"prompt": "unclosed', "not valid JSON"),
-        ("42", "found int 42"),
+        ("42", "found a number 42"),
+        ("null", "found null null"),
         ('""', "the prompt is empty"),
         ('{"prompt": "  "}', '"prompt" is empty'),
         ('{"prompt": 3}', '"prompt" must be a string'),
-        ('{"promt": "hi"}', 'no "prompt" or "messages" key \\(did you mean "prompt"\\?\\)'),
+        (
+            '{"id": 7, "promt": "hi"}',
+            'no "prompt" or "messages" key \\(did you mean "prompt" for "promt"\\?\\), '
+            'found keys "id", "promt"',
+        ),
         ('{"prompt": "a", "messages": []}', 'give "prompt" or "messages", not both'),
         ('{"messages": []}', '"messages" must be a non-empty list'),
         ('{"messages": ["hi"]}', '"messages"\\[0\\] must be'),
@@ -239,7 +244,7 @@ def test_sharegpt_skips_conversations_without_a_human_turn_followed_by_a_reply(
     ("text", "line", "message"),
     [
         ('[\n {"conversations": []},\n {"conversations": [}\n]', 3, "not valid JSON"),
-        ('{"conversations": []}', 1, "expected a JSON list, found dict"),
+        ('{"conversations": []}', 1, "expected a JSON list, found an object"),
         ("[\n {}\n]", 2, 'this entry has no "conversations" list'),
         ('[\n {"conversations": []}\n {"conversations": []}\n]', 3, "expected ',' or '\\]' here"),
         ('[{"conversations": []}] extra', 1, "unexpected text after the list"),

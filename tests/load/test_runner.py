@@ -170,3 +170,20 @@ async def test_warmup_requests_are_labelled_and_come_first(
     target = FakeTarget(latency_s=1.0)
     await runner_for(target, LoadPlan(["m"], concurrency=1, requests=5, warmup_requests=2)).run()
     assert [t.stage for _, t in target.starts] == ["warmup", "warmup", None, None, None]
+
+
+async def test_a_ramp_split_between_three_workers_loses_no_concurrency(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    in_flight = []
+    for worker in range(3):
+        target = FakeTarget(latency_s=0.5)
+        plan = LoadPlan(
+            ["m"],
+            concurrency_stages=(Stage(0.0, 10.0), Stage(1.0, 10.0)),
+            first_index=worker,
+            index_step=3,
+        )
+        await runner_for(target, plan).run()
+        in_flight.append(target.max_in_flight["m"])
+    assert in_flight == [4, 3, 3]
