@@ -34,6 +34,8 @@ BUSY_CPU_SHARE = 0.9
 LAG_P50_LIMIT_MS = 1.0
 LAG_P90_LIMIT_MS = 5.0
 COALESCED_SHARE_LIMIT = 0.01
+# Open loop: requests that start this late (p99) mean the client fell behind its schedule.
+SCHEDULE_LAG_P99_LIMIT_MS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class ClientHealth:
     """Mergeable evidence of one or more client processes."""
 
     loop_lag: Histogram = field(default_factory=Histogram)
+    schedule_lag: Histogram = field(default_factory=Histogram)
     samples: int = 0
     busy_samples: int = 0
     token_arrivals: int = 0
@@ -69,6 +72,9 @@ class ClientHealth:
 
     def add_record(self, record: RequestRecord) -> None:
         """Count the record's token arrivals and blame each coalesced one."""
+        lag_ns = record.schedule_lag_ns
+        if lag_ns is not None:
+            self.schedule_lag.record_ns(max(lag_ns, 0))
         times = record.token_times_ns
         self.token_arrivals += len(times)
         for previous, current in pairwise(times):
@@ -91,6 +97,7 @@ class ClientHealth:
 
     def merge(self, other: ClientHealth) -> None:
         self.loop_lag.merge(other.loop_lag)
+        self.schedule_lag.merge(other.schedule_lag)
         self.samples += other.samples
         self.busy_samples += other.busy_samples
         self.token_arrivals += other.token_arrivals
@@ -115,6 +122,12 @@ class ClientHealth:
                 f"{share:.1%} of token arrivals were read together with the previous one while "
                 "the client lagged: ITL is distorted (too many zero gaps, too few normal ones)"
             )
+        schedule = self.schedule_lag.stats()
+        if schedule and schedule["p99"] > SCHEDULE_LAG_P99_LIMIT_MS:
+            reasons.append(
+                f"schedule lag p99 {schedule['p99']:.1f} ms: requests started late, so the "
+                "offered load was lower than planned (latency from the intended start counts it)"
+            )
         if reasons and self.samples and self.busy_samples / self.samples >= 0.5:
             reasons.append(f"CPU saturated in {self.busy_samples / self.samples:.0%} of samples")
         return Verdict(client_limited=bool(reasons), reasons=tuple(reasons))
@@ -122,6 +135,7 @@ class ClientHealth:
     def figures(self) -> dict[str, Any]:
         figures: dict[str, Any] = {f"loop_lag.{k}_ms": v for k, v in self.loop_lag.stats().items()}
         figures["loop_lag.count"] = self.loop_lag.count
+        figures.update({f"schedule_lag.{k}_ms": v for k, v in self.schedule_lag.stats().items()})
         figures["cpu_busy_share"] = self.busy_samples / self.samples if self.samples else 0.0
         figures["token_arrivals"] = self.token_arrivals
         figures["coalesced.client"] = self.coalesced_by_client
@@ -133,6 +147,10 @@ class ClientHealth:
             "loop_lag": {
                 "encoded": self.loop_lag.encode(),
                 "overflow": self.loop_lag.overflow_count,
+            },
+            "schedule_lag": {
+                "encoded": self.schedule_lag.encode(),
+                "overflow": self.schedule_lag.overflow_count,
             },
             "samples": self.samples,
             "busy_samples": self.busy_samples,
@@ -146,6 +164,9 @@ class ClientHealth:
         return cls(
             loop_lag=Histogram.decode(
                 data["loop_lag"]["encoded"], overflow_count=data["loop_lag"]["overflow"]
+            ),
+            schedule_lag=Histogram.decode(
+                data["schedule_lag"]["encoded"], overflow_count=data["schedule_lag"]["overflow"]
             ),
             samples=data["samples"],
             busy_samples=data["busy_samples"],

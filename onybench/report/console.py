@@ -39,6 +39,11 @@ def render_summary(report: Mapping[str, Any]) -> str:
     lines.append("")
     lines.append(f"stopped: {report['stop_reason']}")
     lines.extend(f"note: {note}" for note in _notes(figures, columns))
+    if report["scenario"]["target"].get("http2"):
+        lines.append(
+            "note: HTTP/2 went through httpx's own transport, not onybench's lean HTTP/1.1 "
+            "path: more client CPU per chunk, so watch the client-health verdict"
+        )
     lines.extend(_health_warning(report["client_health"]))
     return "\n".join(lines)
 

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from onybench.metrics.health import ClientHealth
@@ -82,3 +84,15 @@ def test_merge_and_json_round_trip_keep_the_evidence() -> None:
     assert (a.samples, a.busy_samples, a.token_arrivals) == (11, 1, 3)
     assert a.loop_lag.count == 11
     assert a.figures()["loop_lag.max_ms"] == pytest.approx(9.0, rel=1e-3)
+
+
+def test_an_open_loop_that_falls_behind_its_schedule_is_flagged() -> None:
+    health = quiet_health()
+    for k in range(100):
+        start_ms = k * 10 + (30 if k % 10 == 0 else 0.1)
+        late = RequestRecord(0, "m", round(start_ms * MS), round((start_ms + 5) * MS))
+        health.add_record(replace(late, intended_start_ns=k * 10 * MS))
+    verdict = health.verdict()
+    assert verdict.client_limited
+    assert verdict.reasons[0].startswith("schedule lag p99 30.0 ms")
+    assert ClientHealth.from_json(health.to_json()).schedule_lag == health.schedule_lag
