@@ -459,7 +459,7 @@ def report(
 def merge(
     run_dirs: Annotated[
         list[Path],
-        typer.Argument(metavar="RUN_DIR...", help="Run directories made in parallel."),
+        typer.Argument(metavar="RUN_DIR", help="Run directories made in parallel."),
     ],
     out: Annotated[Path, typer.Option(help="Directory for the merged run; must be new or empty.")],
 ) -> None:

@@ -1,0 +1,140 @@
+"""summary.md: the run in GitHub-flavoured Markdown, for `$GITHUB_STEP_SUMMARY` and PR comments.
+
+The console's table (one column per group, side by side), its notes, the
+client-health warning as a GitHub alert, then errors (count, HTTP status, first
+messages) and cost (exact totals per currency). Every piece of text that came
+from the scenario or the target passes through `markdown_text`: no markup,
+mention or issue reference can come out of a model name or an error body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from onybench.report.console import summary_cells, summary_notes
+from onybench.report.escape import markdown_text as md
+from onybench.report.groups import group_label
+from onybench.report.timeline import ErrorExample, Timeline
+
+MESSAGE_CHARS = 200
+
+
+def render_markdown(report: Mapping[str, Any], timeline: Timeline | None = None) -> str:
+    """The Markdown document; `timeline` adds example error messages."""
+    groups: Sequence[Mapping[str, Any]] = report["groups"]
+    scenario = report["scenario"]
+    lines = [f"## onybench: {md(str(scenario.get('name', '')))}", ""]
+    facts = [
+        f"run {md(report['run_id'])}",
+        f"{md(report['started_at'])} → {md(report['ended_at'])}",
+        f"target {md(str(scenario.get('target', {}).get('base_url', '?')))}",
+        f"{report['workers']} worker{'s' if report['workers'] != 1 else ''}",
+        f"stopped: {md(report['stop_reason'])}",
+    ]
+    if report["interrupted"]:
+        facts.append("**interrupted**")
+    if report.get("merged_from"):
+        facts.append(f"merged from {len(report['merged_from'])} runs")
+    lines += [" · ".join(facts), ""]
+    lines += _health(report["client_health"])
+    lines += _table(groups)
+    lines += _errors(groups, timeline)
+    lines += _cost(groups)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_markdown(report: Mapping[str, Any], path: Path, timeline: Timeline | None = None) -> Path:
+    path.write_text(render_markdown(report, timeline), encoding="utf-8")
+    return path
+
+
+def _health(health: Mapping[str, Any]) -> list[str]:
+    if health["client_limited"] is None:
+        return [
+            "> [!NOTE]",
+            f"> Client health unknown: {md('; '.join(health['reasons']))}",
+            "",
+        ]
+    if not health["client_limited"]:
+        return []
+    return [
+        "> [!WARNING]",
+        "> **onybench itself was the bottleneck**, so its timings are distorted:",
+        *(f"> - {md(reason)}" for reason in health["reasons"]),
+        ">",
+        "> Spread the load over more processes (`--workers N`) or lower `--concurrency`.",
+        "",
+    ]
+
+
+def _table(groups: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not groups:
+        return ["No request was recorded.", ""]
+    figures = [group["figures"] for group in groups]
+    columns = [group_label(group) for group in groups]
+    lines = [
+        "| | " + " | ".join(md(column) for column in columns) + " |",
+        "|:--|" + "--:|" * len(columns),
+    ]
+    for label, cells in summary_cells(figures):
+        lines.append(f"| {md(label)} | " + " | ".join(md(cell) for cell in cells) + " |")
+    lines.append("")
+    notes = summary_notes(figures, columns)
+    if notes:
+        lines += [*(f"- {md(note)}" for note in notes), ""]
+    return lines
+
+
+def _errors(groups: Sequence[Mapping[str, Any]], timeline: Timeline | None) -> list[str]:
+    examples: dict[tuple[str, str], ErrorExample] = {}
+    if timeline is not None:
+        examples = {(e.model, e.error_class): e for e in timeline.error_examples}
+    rows = []
+    for group in groups:
+        for name, count in group["figures"].items():
+            if not name.startswith("errors.") or not count:
+                continue
+            error_class = name.removeprefix("errors.")
+            example = examples.get((group["model"], error_class))
+            statuses = ", ".join(str(s) for s in example.statuses) if example else ""
+            message = example.messages[0] if example and example.messages else ""
+            rows.append(
+                f"| {md(group_label(group))} | {md(error_class)} | {count:,} | {statuses} "
+                f"| {md(message, MESSAGE_CHARS)} |"
+            )
+    if not rows:
+        return []
+    return [
+        "### Errors",
+        "",
+        "| group | error | count | HTTP status | first message |",
+        "|:--|:--|--:|:--|:--|",
+        *rows,
+        "",
+    ]
+
+
+def _cost(groups: Sequence[Mapping[str, Any]]) -> list[str]:
+    rows = []
+    for group in groups:
+        per_1m = group["figures"]
+        for currency, amount in group["metrics"]["cost"].items():
+            rate = per_1m.get(f"cost.per_1m_output_tokens_{currency.lower()}")
+            rate_cell = f"{rate:,.4f}" if rate is not None else "-"
+            rows.append(
+                f"| {md(group_label(group))} | {md(currency)} | {md(amount)} | {rate_cell} |"
+            )
+    if not rows:
+        return []
+    return [
+        "### Cost",
+        "",
+        "As the API reported it, summed exactly; currencies are never added together.",
+        "",
+        "| group | currency | total | per 1M output tokens |",
+        "|:--|:--|--:|--:|",
+        *rows,
+        "",
+    ]
