@@ -11,13 +11,23 @@ from typing import Any
 import orjson
 import pytest
 
-from onybench.benchmark import RunResult, run
+from onybench.benchmark import RunResult
+from onybench.benchmark import run as benchmark_run
 from onybench.config import Scenario
 from onybench.metrics.record import RequestRecord
 from onybench.metrics.summary import GroupKey, summarize
 from onybench.mock.config import MockConfig
 from onybench.mock.server import MockProcess
 from onybench.rundir import read_records
+from tests.report.schema_check import assert_valid_report
+
+
+def run(*args: Any, **kwargs: Any) -> RunResult:
+    """The real run, and its report.json held to the shipped schema."""
+    result = benchmark_run(*args, **kwargs)
+    assert_valid_report(result.report)
+    return result
+
 
 MODEL = GroupKey("openai/gpt-4o-mini")
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from onybench.cli import app
 from onybench.mock.config import MockConfig
 from onybench.mock.server import MockProcess
+from tests.report.schema_check import assert_valid_report
 
 runner = CliRunner()
 FAST_MOCK = "[target]\nbase_url = 'mock'\n[mock]\nttft_ms = 1.0\nitl_ms = 1.0\noutput_tokens = 4\n"
@@ -35,6 +36,7 @@ def test_run_against_the_mock_prints_a_summary_and_writes_the_report(tmp_path: P
     assert result.exit_code == 0, result.output
     assert "5 ok / 5" in result.stdout
     report = orjson.loads((out / "report.json").read_bytes())
+    assert_valid_report(report)
     assert report["groups"][0]["figures"]["requests.succeeded"] == 5
     assert len((out / "records.jsonl").read_bytes().splitlines()) == 5
     assert (out / "run.json").exists()

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from openai import OpenAI
 
-from onybench.benchmark import run
+from onybench.benchmark import RunResult
+from onybench.benchmark import run as benchmark_run
 from onybench.config import Scenario
 from onybench.mock.config import MockConfig
 from onybench.mock.server import MockProcess
 from onybench.rundir import read_records
+from tests.report.schema_check import assert_valid_report
+
+
+def run(*args: Any, **kwargs: Any) -> RunResult:
+    """The real run, and its report.json held to the shipped schema."""
+    result = benchmark_run(*args, **kwargs)
+    assert_valid_report(result.report)
+    return result
+
 
 PROMPT = "Merhaba! Nasılsın?"
 

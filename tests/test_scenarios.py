@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from onybench.benchmark import run
+from onybench.benchmark import RunResult
+from onybench.benchmark import run as benchmark_run
 from onybench.cli import app
 from onybench.config import Scenario, load_scenario
 from onybench.metrics.summary import GroupKey
 from onybench.mock.config import MockConfig
+from tests.report.schema_check import assert_valid_report
+
+
+def run(*args: Any, **kwargs: Any) -> RunResult:
+    """The real run, and its report.json held to the shipped schema."""
+    result = benchmark_run(*args, **kwargs)
+    assert_valid_report(result.report)
+    return result
+
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 runner = CliRunner()
