@@ -47,6 +47,7 @@ that hold a value, cost per 1M tokens only when output tokens > 0.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -236,7 +237,8 @@ class GroupMetrics:
                 out[f"{name}.{stat}{suffix}"] = value
         for currency in sorted(self.cost):
             total = self.cost[currency]
-            key = currency.lower()
+            # A figure name holds [a-z0-9_] only, whatever the API calls its currency.
+            key = re.sub(r"[^a-z0-9]+", "_", currency.lower()).strip("_") or "unknown"
             out[f"cost.total_{key}"] = float(total)
             if self.output_tokens > 0:
                 out[f"cost.per_1m_output_tokens_{key}"] = float(

@@ -277,3 +277,9 @@ def test_open_loop_records_measure_schedule_lag_and_latency_from_the_intended_st
     assert figures["ttft_from_intended.p50_ms"] == pytest.approx(5.0, rel=1e-3)
     assert figures["ttft.p50_ms"] == pytest.approx(3.0, rel=1e-3)
     assert figures["e2e_from_intended.p50_ms"] == pytest.approx(10.0, rel=1e-3)
+
+
+def test_a_currency_with_odd_characters_still_makes_a_valid_figure_name() -> None:
+    group = GroupMetrics()
+    group.add(record(0, 100, (50,), output_tokens=1, cost=Decimal("0.5"), currency="US$ (test)"))
+    assert group.figures()["cost.total_us_test"] == 0.5
