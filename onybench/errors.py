@@ -8,7 +8,7 @@
         ├── ConnectFailed      DNS, refused, unreachable, TLS handshake
         ├── ReadTimedOut       no bytes for longer than the read timeout
         ├── ConnectionClosed   the peer closed the connection mid-response
-        └── ProtocolViolation  bytes that are not valid HTTP/1.1
+        └── ProtocolViolation  bytes that are not valid HTTP/1.1 or event-stream data
 
 The library raises these; only `cli.py` turns them into messages and exit codes.
 `TargetError`s never escape a run: the client classifies them into a request's
