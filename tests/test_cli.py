@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import orjson
@@ -16,6 +12,7 @@ from typer.testing import CliRunner
 from onybench.cli import app
 from onybench.mock.config import MockConfig
 from onybench.mock.server import MockProcess
+from tests.processes import start_slow_run, wait_for_records
 from tests.report.schema_check import assert_valid_report
 
 runner = CliRunner()
@@ -137,30 +134,9 @@ def test_the_key_appears_in_no_output_and_no_report_file(
 # --- real subprocesses: signals -------------------------------------------------
 
 
-def start_cli(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
-    slow = scenario_file(tmp_path).read_text().replace("itl_ms = 1.0", "itl_ms = 20.0")
-    (tmp_path / "slow.toml").write_text(slow)
-    return subprocess.Popen(
-        [sys.executable, "-m", "onybench", "run", str(tmp_path / "slow.toml"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def wait_for_records(records: Path, count: int, timeout_s: float = 30.0) -> None:
-    # Polls a file another process writes; there is no event to wait on across processes.
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if records.exists() and len(records.read_bytes().splitlines()) >= count:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{records} never reached {count} lines")
-
-
 def test_sigkill_leaves_run_json_and_whole_record_lines(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    process = start_cli(tmp_path, "-n", "1000", "-c", "4", "--out", str(out))
+    process = start_slow_run(tmp_path, "-n", "1000", "-c", "4", "--out", str(out))
     try:
         wait_for_records(out / "records.jsonl", 5)
         process.kill()
@@ -180,7 +156,9 @@ def test_a_signal_stops_the_run_exits_130_and_reports_what_finished(
     tmp_path: Path, signum: signal.Signals, workers: str
 ) -> None:
     out = tmp_path / "run"
-    process = start_cli(tmp_path, "-n", "1000", "-c", "4", "--workers", workers, "--out", str(out))
+    process = start_slow_run(
+        tmp_path, "-n", "1000", "-c", "4", "--workers", workers, "--out", str(out)
+    )
     try:
         wait_for_records(out / "records.jsonl", 5)
         process.send_signal(signum)

@@ -28,8 +28,8 @@ from onybench.report.charts import ChartSection, chart_sections
 from onybench.report.console import summary_cells, summary_notes
 from onybench.report.escape import html_text as h
 from onybench.report.escape import json_for_script
-from onybench.report.groups import group_label
-from onybench.report.timeline import ErrorExample, Timeline
+from onybench.report.groups import error_rows, group_label
+from onybench.report.timeline import Timeline
 
 UPLOT_JS = "uPlot.iife.min.js"
 UPLOT_CSS = "uPlot.min.css"
@@ -181,25 +181,12 @@ def _summary(groups: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _errors(groups: Sequence[Mapping[str, Any]], timeline: Timeline | None) -> str:
-    examples: dict[tuple[str, str], ErrorExample] = {}
-    if timeline is not None:
-        examples = {(e.model, e.error_class): e for e in timeline.error_examples}
-    rows = []
-    for group in groups:
-        for name, count in group["figures"].items():
-            if not name.startswith("errors.") or not count:
-                continue
-            error_class = name.removeprefix("errors.")
-            example = examples.get((group["model"], error_class))
-            statuses = ", ".join(str(s) for s in example.statuses) if example else ""
-            messages = "<br>".join(
-                h(message, MESSAGE_CHARS) for message in (example.messages if example else ())
-            )
-            rows.append(
-                f"<tr><td>{h(group_label(group))}</td><td>{h(error_class)}</td>"
-                f'<td class="num">{count:,}</td><td>{h(statuses)}</td>'
-                f'<td class="msg">{messages}</td></tr>'
-            )
+    rows = [
+        f"<tr><td>{h(group_label(row.group))}</td><td>{h(row.error_class)}</td>"
+        f'<td class="num">{row.count:,}</td><td>{h(row.statuses)}</td>'
+        f'<td class="msg">{"<br>".join(h(m, MESSAGE_CHARS) for m in row.messages)}</td></tr>'
+        for row in error_rows(groups, timeline)
+    ]
     if not rows:
         return '<h2>Errors</h2><p class="note">None: every request completed.</p>'
     return (

@@ -15,8 +15,8 @@ from typing import Any
 
 from onybench.report.console import summary_cells, summary_notes
 from onybench.report.escape import markdown_text as md
-from onybench.report.groups import group_label
-from onybench.report.timeline import ErrorExample, Timeline
+from onybench.report.groups import error_rows, group_label
+from onybench.report.timeline import Timeline
 
 MESSAGE_CHARS = 200
 
@@ -88,22 +88,11 @@ def _table(groups: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _errors(groups: Sequence[Mapping[str, Any]], timeline: Timeline | None) -> list[str]:
-    examples: dict[tuple[str, str], ErrorExample] = {}
-    if timeline is not None:
-        examples = {(e.model, e.error_class): e for e in timeline.error_examples}
-    rows = []
-    for group in groups:
-        for name, count in group["figures"].items():
-            if not name.startswith("errors.") or not count:
-                continue
-            error_class = name.removeprefix("errors.")
-            example = examples.get((group["model"], error_class))
-            statuses = ", ".join(str(s) for s in example.statuses) if example else ""
-            message = example.messages[0] if example and example.messages else ""
-            rows.append(
-                f"| {md(group_label(group))} | {md(error_class)} | {count:,} | {statuses} "
-                f"| {md(message, MESSAGE_CHARS)} |"
-            )
+    rows = [
+        f"| {md(group_label(row.group))} | {md(row.error_class)} | {row.count:,} "
+        f"| {row.statuses} | {md(row.messages[0] if row.messages else '', MESSAGE_CHARS)} |"
+        for row in error_rows(groups, timeline)
+    ]
     if not rows:
         return []
     return [

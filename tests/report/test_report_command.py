@@ -11,7 +11,7 @@ from onybench.cli import app
 from onybench.metrics.summary import summarize
 from onybench.report.outputs import STOP_UNKNOWN
 from onybench.rundir import read_records
-from tests.report.conftest import start_slow_run, wait_for_records
+from tests.processes import start_slow_run, wait_for_records
 from tests.report.schema_check import assert_valid_report
 
 runner = CliRunner()
