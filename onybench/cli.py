@@ -244,7 +244,7 @@ def run(
     if progress is not None:
         _err("")
     typer.echo(render_summary(result.report))
-    typer.echo(f"\nreport: {result.run_dir / 'report.json'}")
+    typer.echo(f"\nreport: {result.run_dir / 'report.json'}  (also report.html, summary.md)")
     if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.succeeded == 0:
