@@ -80,11 +80,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
         # reading and writing this dict, so no task can see it half-updated.
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._closed = False
-        # One read buffer for all this transport's plain-TCP connections: trio runs one
-        # task at a time and h11 copies what it is given before anything awaits again.
-        # Reading into it allocates nothing; a fresh 64 KiB object per read, shrunk to
-        # its data, fragmented the heap (RSS grew ~1 MB per stream at 500 streams).
-        self._read_buffer = memoryview(bytearray(_READ_SIZE))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` and return once the response head has arrived.
@@ -215,35 +210,24 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except Exception as exc:
             _raise_mapped(exc, "connect", request)
         connect_ns = time.perf_counter_ns() - started_ns
-        read_buffer = None if isinstance(stream, trio.SSLStream) else self._read_buffer
-        return _Connection(stream, tcp_stream.socket, origin, read_buffer), connect_ns
+        return _Connection(stream, tcp_stream.socket, origin), connect_ns
 
 
 class _Connection:
     """One socket, its h11 state machine, and the origin it belongs to."""
 
-    __slots__ = ("h11", "origin", "read_buffer", "socket", "stream")
+    __slots__ = ("h11", "origin", "socket", "stream")
 
     def __init__(
         self,
         stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
         socket: trio.socket.SocketType,
         origin: _Origin,
-        read_buffer: memoryview | None,
     ) -> None:
         self.stream = stream
         self.socket = socket
         self.origin = origin
-        # Shared with the transport's other plain-TCP connections; None for TLS.
-        self.read_buffer = read_buffer
         self.h11 = h11.Connection(our_role=h11.CLIENT)
-
-    async def read(self) -> bytes | bytearray | memoryview:
-        """The next bytes from the peer; empty at end of stream."""
-        buffer = self.read_buffer
-        if buffer is None:
-            return await self.stream.receive_some(_READ_SIZE)
-        return buffer[: await self.socket.recv_into(buffer)]
 
     def close(self) -> None:
         """Close the socket now.
@@ -418,6 +402,7 @@ async def _receive_event(conn: _Connection, read_timeout: float | None) -> objec
     scope only when there is a read timeout.
     """
     h11_conn = conn.h11
+    stream = conn.stream
     at_eof = False
     while True:
         try:
@@ -431,20 +416,20 @@ async def _receive_event(conn: _Connection, read_timeout: float | None) -> objec
         if event is not h11.NEED_DATA:
             return event
         if read_timeout is None:
-            data = await conn.read()
+            data = await stream.receive_some(_READ_SIZE)
         else:
             # A fresh scope per read: a deadline cannot span the yields between chunks,
             # and it restarts with each read, which is what a read timeout means.
             with trio.CancelScope(deadline=trio.current_time() + read_timeout) as scope:
-                data = await conn.read()
+                data = await stream.receive_some(_READ_SIZE)
             if scope.cancelled_caught:
                 raise trio.TooSlowError
         if not data:
             if h11_conn.their_state is h11.SEND_RESPONSE:
                 raise h11.RemoteProtocolError("server disconnected without sending a response")
             at_eof = True
-        # h11 copies the bytes into its own buffer at once, so the shared read buffer is
-        # free again (h11's annotation says bytes, its code takes any buffer).
+        # SSLStream may hand out a bytearray; h11 copies it into its buffer either way,
+        # so no bytes() copy here (h11's annotation says bytes, its code takes any buffer).
         h11_conn.receive_data(data)  # type: ignore[arg-type]
 
 
