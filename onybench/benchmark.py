@@ -422,7 +422,9 @@ def _merge_outcomes(outcomes: list[WorkerOutcome]) -> WorkerOutcome:
     merged = WorkerOutcome({}, ClientHealth(), "", False)
     for outcome in outcomes:
         for key, group in outcome.groups.items():
-            merged.groups.setdefault(key, GroupMetrics()).merge(group)
+            if key not in merged.groups:
+                merged.groups[key] = GroupMetrics()
+            merged.groups[key].merge(group)
         merged.health.merge(outcome.health)
         merged.interrupted |= outcome.interrupted
     # Say why the run stopped early if any worker did; else they all finished.
@@ -472,7 +474,11 @@ async def _execute(
     def on_record(record: RequestRecord, runner: Runner) -> None:
         records.append(record)
         key = GroupKey(record.model, record.stage)
-        groups.setdefault(key, GroupMetrics()).add(record)
+        group = groups.get(key)
+        if group is None:
+            # Built only when missing: a GroupMetrics holds 11 HDR histograms of ~190 KB.
+            group = groups[key] = GroupMetrics()
+        group.add(record)
         health.add_record(record)
         if record.cost_amount is not None and record.cost_currency is not None:
             currency = record.cost_currency
@@ -508,7 +514,10 @@ async def _execute(
             background.append(partial(_report_live, runner.state, groups, live))
         state = await runner.run(background)
     for (model, stage), dropped in state.dropped.items():
-        groups.setdefault(GroupKey(model, stage), GroupMetrics()).dropped += dropped
+        key = GroupKey(model, stage)
+        if key not in groups:
+            groups[key] = GroupMetrics()
+        groups[key].dropped += dropped
     return WorkerOutcome(groups, health, state.stop_reason or "", state.interrupted)
 
 

@@ -119,7 +119,9 @@ def merge_runs(sources: Sequence[Path], out: Path) -> MergeResult:
             # Each run folded on its own, then merged: the --workers path exactly.
             folded = summarize(_copied(read_records(run.path), run.offset_ns, writer))
             for key, group in folded.items():
-                groups.setdefault(key, GroupMetrics()).merge(group)
+                if key not in groups:
+                    groups[key] = GroupMetrics()
+                groups[key].merge(group)
     finally:
         writer.close()
     groups = order_groups(groups, scenario_models(metadata))

@@ -213,3 +213,12 @@ def test_two_workers_and_one_give_the_same_totals_and_merge_exactly(tmp_path: Pa
     refold = summarize(records)[MODEL]
     assert refold.histograms == two.histograms
     assert refold.figures() == two.figures()
+
+
+def test_200_concurrent_streams_on_one_transport_all_complete_intact(tmp_path: Path) -> None:
+    # Many connections reading at once must never see each other's bytes.
+    mock = MockConfig(ttft_ms=200, itl_ms=1, output_tokens=16)
+    result = run(mock_scenario(mock, concurrency=200, requests=400), out_dir=tmp_path / "run")
+    figures = result.report["groups"][0]["figures"]
+    assert figures["requests.succeeded"] == figures["requests.total"] == 400
+    assert figures["tokens.output"] == 400 * 16

@@ -31,7 +31,9 @@ from onybench.metrics.record import RequestRecord
 BLAME_LAG_NS = 1_000_000
 BUSY_CPU_SHARE = 0.9
 # Verdict bounds, in ms of loop lag and as a share of token arrivals.
-LAG_P50_LIMIT_MS = 1.0
+# An idle trio loop already wakes ~1 ms late (epoll rounds its timeout up to
+# whole milliseconds), so the median limit sits above that.
+LAG_P50_LIMIT_MS = 2.0
 LAG_P90_LIMIT_MS = 5.0
 COALESCED_SHARE_LIMIT = 0.01
 # Open loop: requests that start this late (p99) mean the client fell behind its schedule.
