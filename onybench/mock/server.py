@@ -202,14 +202,15 @@ class MockProcess:
     """The mock in child processes (``python -m onybench.mock``), as a sync context manager.
 
     Usable outside trio, e.g. around ``trio.run``. On entry this process binds
-    `port` on 127.0.0.1 (0: a free one) and hands the listening socket to the
-    child by its descriptor. With ``processes=N`` (N > 1) it binds N sockets to
-    that one port with ``SO_REUSEPORT`` and starts N children, one socket each:
-    the kernel spreads new connections over them (by a hash of the client's
-    address and port, so a connection and all its requests stay with one
-    child). Every child appends to the same send log (whole lines, ``O_APPEND``)
-    and child i runs with ``seed + i`` (see `process_config`); responses of
-    child i carry an ``x-mock-process: i`` header when N > 1.
+    `host`:`port` (127.0.0.1 and a free port by default; keep it on loopback)
+    and hands the listening socket to the child by its descriptor. With
+    ``processes=N`` (N > 1) it binds N sockets to that one port with
+    ``SO_REUSEPORT`` and starts N children, one socket each: the kernel spreads
+    new connections over them (by a hash of the client's address and port, so
+    a connection and all its requests stay with one child). Every child
+    appends to the same send log (whole lines, ``O_APPEND``) and child i runs
+    with ``seed + i`` (see `process_config`); responses of child i carry an
+    ``x-mock-process: i`` header when N > 1.
 
     Entry waits up to `start_timeout_s` seconds for every child's ``LISTENING
     <port>`` line and raises `MockServerError` (with the child's stderr) if one
@@ -223,6 +224,7 @@ class MockProcess:
         config: MockConfig,
         *,
         processes: int = 1,
+        host: str = "127.0.0.1",
         port: int = 0,
         start_timeout_s: float = 10.0,
         stop_timeout_s: float = 3.0,
@@ -231,6 +233,7 @@ class MockProcess:
             raise ValueError(f"processes must be an integer >= 1, not {processes!r}")
         self.config = config
         self.processes = processes
+        self._host = host
         self._port = port
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
@@ -251,7 +254,7 @@ class MockProcess:
         return tuple(child.process.pid for child in self._children)
 
     def __enter__(self) -> MockProcess:
-        host = "127.0.0.1"
+        host = self._host
         sockets = _listening_sockets(host, self._port, self.processes)
         port = sockets[0].getsockname()[1]
         try:

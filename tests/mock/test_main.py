@@ -55,3 +55,16 @@ def test_a_bad_configuration_exits_2_saying_why() -> None:
     assert child.returncode == 2
     assert stdout == b""
     assert b"mock.ttft_ms" in stderr
+
+
+def test_an_unknown_option_or_a_bad_descriptor_exits_2_with_the_usage_line() -> None:
+    for extra in (["--port", "8000"], ["--listen-fd", "three"], ["--listen-fd"]):
+        child = subprocess.Popen(
+            [sys.executable, "-m", "onybench.mock", "{}", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        stdout, stderr = child.communicate(timeout=10)
+        assert child.returncode == 2, extra
+        assert stdout == b""
+        assert b"usage: python -m onybench.mock" in stderr

@@ -1,0 +1,173 @@
+"""Runs onybench in this process for `run.py` and prints its own measurements as one JSON line.
+
+    python benchmarks/onybench_driver.py '{"mode": "stream", ...}'
+
+Both modes go through `onybench.benchmark.run`, the library call behind
+``onybench run``, with a scenario built from the scenario-file schema, against
+an already running mock:
+- ``stream``: a closed loop; writes the run directory. The CPU window is this
+  process's whole CPU time (user + system, every thread) from just before
+  `run()` until it returns, its report written; so work moved off the
+  per-chunk path (stream assembly, metrics, report) counts.
+- ``open``: `concurrency` streams opened at once against a mock whose first
+  token never comes in time. onybench's own transport is wrapped to count
+  response heads: once all have arrived, the CPU spent since just before
+  `run()` is read, the streams sit idle for `settle_s`, the RSS growth is read,
+  and a SIGINT stops the run (grace 0: the streams are cancelled at once). A
+  smaller warm-up run first pays the one-time costs (lazy imports, allocator
+  arenas), so they are not charged to the streams.
+
+Imports happen before any window opens.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import trio
+
+import onybench.client
+from onybench.benchmark import run
+from onybench.config import Scenario, scenario_from_dict
+from onybench.transport import LeanTransport
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_sampler import CpuSampler, cpu_s
+
+MODEL = "bench-model"
+PROMPT = "one two three"
+API_KEY = "bench-not-a-secret"
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def raise_open_file_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def scenario(args: dict[str, Any], *, grace_s: float) -> Scenario:
+    load: dict[str, Any] = {
+        "concurrency": args["concurrency"],
+        "requests": args["requests"],
+        "grace": f"{grace_s * 1000:.0f}ms",
+    }
+    if args.get("duration_s"):
+        load["duration"] = f"{args['duration_s']:.0f}s"
+    return scenario_from_dict(
+        {
+            "name": "bench",
+            "target": {"base_url": args["base_url"]},
+            "request": {"models": [MODEL], "prompt": PROMPT, "max_tokens": args["tokens"]},
+            "load": load,
+        }
+    )
+
+
+def stream(args: dict[str, Any]) -> dict[str, Any]:
+    plan = scenario(args, grace_s=args.get("grace_s", 10.0))
+    gc.collect()
+    with CpuSampler() as sampler:
+        cpu_before, wall_before = cpu_s(), time.perf_counter_ns()
+        result = run(plan, out_dir=Path(args["out_dir"]), api_key=API_KEY)
+        cpu_after, wall_after = cpu_s(), time.perf_counter_ns()
+    return {
+        "cpu_samples": sampler.samples,
+        "cpu_s": cpu_after - cpu_before,
+        "window_start_ns": wall_before,
+        "window_end_ns": wall_after,
+        "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "stop_reason": result.stop_reason,
+    }
+
+
+class _Probe:
+    """What the counting transport measures; the baseline is set just before `run()`."""
+
+    def __init__(self, streams: int, settle_s: float) -> None:
+        self.streams = streams
+        self.settle_s = settle_s
+        self.heads = 0
+        self.cpu_before = self.wall_before = 0.0
+        self.rss_before = 0
+        self.figures: dict[str, Any] = {}
+
+    def start(self) -> None:
+        gc.collect()
+        self.rss_before, self.cpu_before, self.wall_before = (
+            rss_bytes(),
+            cpu_s(),
+            time.perf_counter(),
+        )
+
+    async def head_arrived(self) -> None:
+        self.heads += 1
+        if self.heads != self.streams:
+            return
+        cpu_open, wall_open = cpu_s(), time.perf_counter()
+        # Let the role chunks that follow the heads land, then weigh.
+        await trio.sleep(self.settle_s)
+        self.figures = {
+            "opened": self.heads,
+            "cpu_s": cpu_open - self.cpu_before,
+            "open_wall_s": wall_open - self.wall_before,
+            "idle_cpu_s": cpu_s() - cpu_open,
+            "rss_growth_bytes": rss_bytes() - self.rss_before,
+        }
+        os.kill(os.getpid(), signal.SIGINT)  # the run stops as on Ctrl-C
+
+
+_probe: _Probe | None = None
+
+
+class _CountingTransport(LeanTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if _probe is not None:
+            await _probe.head_arrived()
+        return response
+
+
+def hold_open(args: dict[str, Any]) -> dict[str, Any]:
+    global _probe
+    # StreamingClient builds its default transport from this module global.
+    onybench.client.LeanTransport = _CountingTransport  # type: ignore[attr-defined]
+    outcome: dict[str, Any] = {"streams": args["concurrency"]}
+    with tempfile.TemporaryDirectory() as temp:
+        for name, streams, settle_s in (
+            ("warm-up", args.get("warm_up", 20), 0.2),
+            ("measured", args["concurrency"], args["settle_s"]),
+        ):
+            _probe = probe = _Probe(streams, settle_s)
+            # A grace of 1 ms (0 is refused): the SIGINT cancels the idle streams at once.
+            plan = scenario({**args, "concurrency": streams, "requests": streams}, grace_s=0.001)
+            probe.start()
+            run(plan, out_dir=Path(temp) / name, api_key=API_KEY)
+        outcome.update(probe.figures or {"opened": probe.heads, "error": "not all opened"})
+    return outcome
+
+
+def main(argv: list[str]) -> int:
+    args = orjson.loads(argv[0])
+    raise_open_file_limit()
+    outcome = stream(args) if args["mode"] == "stream" else hold_open(args)
+    sys.stdout.write(orjson.dumps(outcome).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

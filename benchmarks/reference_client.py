@@ -1,0 +1,173 @@
+"""A minimal reference SSE load client on aiohttp + uvloop, the yardstick for onybench.
+
+    python benchmarks/reference_client.py '{"mode": "stream", ...}'
+
+It does what onybench does and nothing more: a closed loop of `concurrency`
+workers, each request stamped with ``perf_counter_ns`` when it starts and on
+every read of the body; after the stream has ended, the events are split and
+JSON-decoded, and every chunk with non-empty ``delta.content`` is a token
+stamped with the read it came in. Records go to ``records.jsonl`` with
+onybench's field names (``response_id``, ``start_ns``, ``token_times_ns``,
+``error_class``), so `fidelity.py` judges both the same way. Modes and the CPU
+window are those of `onybench_driver.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import uvloop
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_sampler import CpuSampler, cpu_s
+
+BODY = orjson.dumps(
+    {
+        "model": "bench-model",
+        "messages": [{"role": "user", "content": "one two three"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+)
+HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer bench-not-a-secret"}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def one_request(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    clock = time.perf_counter_ns
+    start_ns = clock()
+    reads: list[tuple[int, bytes]] = []
+    error: str | None = None
+    try:
+        async with session.post(url, data=BODY, headers=HEADERS) as response:
+            if response.status != 200:
+                error = f"http_{response.status}"
+            async for data in response.content.iter_any():
+                reads.append((clock(), data))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        error = type(exc).__name__
+    token_times: list[int] = []
+    response_id = None
+    pending = b""
+    for arrival_ns, data in reads:
+        *events, pending = (pending + data).split(b"\n\n")
+        for event in events:
+            payload = event.removeprefix(b"data: ")
+            if payload == b"[DONE]":
+                continue
+            chunk = orjson.loads(payload)
+            response_id = chunk.get("id", response_id)
+            choices = chunk.get("choices")
+            if choices and choices[0].get("delta", {}).get("content"):
+                token_times.append(arrival_ns)
+    return {
+        "response_id": response_id,
+        "start_ns": start_ns,
+        "token_times_ns": token_times,
+        "error_class": error,
+    }
+
+
+async def stream(args: dict[str, Any]) -> dict[str, Any]:
+    url = args["base_url"] + "/chat/completions"
+    budget = args["requests"]
+    cpu_before, wall_before = cpu_s(), time.perf_counter_ns()
+    records: list[dict[str, Any]] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            nonlocal budget
+            while budget > 0:
+                budget -= 1
+                records.append(await one_request(session, url))
+
+        await asyncio.gather(*(worker() for _ in range(args["concurrency"])))
+    out = Path(args["out_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "records.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    cpu_after, wall_after = cpu_s(), time.perf_counter_ns()
+    return {
+        "cpu_s": cpu_after - cpu_before,
+        "window_start_ns": wall_before,
+        "window_end_ns": wall_after,
+        "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+async def hold_open(args: dict[str, Any], streams: int, settle_s: float) -> dict[str, Any]:
+    url = args["base_url"] + "/chat/completions"
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
+    all_open = asyncio.Event()
+    opened = 0
+
+    async def hold(session: aiohttp.ClientSession) -> None:
+        nonlocal opened
+        async with session.post(url, data=BODY, headers=HEADERS) as response:
+            opened += 1
+            if opened == streams:
+                all_open.set()
+            async for _ in response.content.iter_any():
+                pass
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        gc.collect()
+        rss_before, cpu_before, wall_before = rss_bytes(), cpu_s(), time.perf_counter()
+        tasks = [asyncio.create_task(hold(session)) for _ in range(streams)]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_open.wait(), args["timeout_s"])
+        cpu_open, wall_open = cpu_s(), time.perf_counter()
+        await asyncio.sleep(settle_s)
+        rss_open, cpu_settled = rss_bytes(), cpu_s()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "streams": streams,
+        "opened": opened,
+        "cpu_s": cpu_open - cpu_before,
+        "open_wall_s": wall_open - wall_before,
+        "idle_cpu_s": cpu_settled - cpu_open,
+        "rss_growth_bytes": rss_open - rss_before,
+    }
+
+
+async def main_async(args: dict[str, Any]) -> dict[str, Any]:
+    if args["mode"] == "stream":
+        return await stream(args)
+    if args.get("warm_up", 20):
+        await hold_open(args, args.get("warm_up", 20), 0.2)
+    return await hold_open(args, args["concurrency"], args["settle_s"])
+
+
+def main(argv: list[str]) -> int:
+    args = orjson.loads(argv[0])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with CpuSampler() as sampler:
+        outcome = uvloop.run(main_async(args))
+    if args["mode"] == "stream":
+        outcome["cpu_samples"] = sampler.samples
+    sys.stdout.write(orjson.dumps(outcome).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
