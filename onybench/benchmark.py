@@ -33,6 +33,7 @@ from onybench import __version__
 from onybench.client import RecordContext, RequestSpec, StreamingClient, Target
 from onybench.config import Scenario
 from onybench.errors import OnybenchError, ScenarioError
+from onybench.gates.evaluate import AbortWatch
 from onybench.load.arrivals import arrivals, shard, staged_arrivals
 from onybench.load.datasets import (
     Prompt,
@@ -470,6 +471,10 @@ async def _execute(
     groups: dict[GroupKey, GroupMetrics] = {}
     health = ClientHealth()
     costs: dict[str, Decimal] = {}
+    # Stops the run once a threshold can no longer pass (a count, cost or error rate past it).
+    abort = AbortWatch.for_scenario(
+        scenario.thresholds, scenario.request_limit, scenario.warmup_requests
+    )
 
     def on_record(record: RequestRecord, runner: Runner) -> None:
         records.append(record)
@@ -485,6 +490,10 @@ async def _execute(
             costs[currency] = costs.get(currency, Decimal(0)) + record.cost_amount
             if share.max_cost is not None and costs[currency] >= share.max_cost:
                 runner.stop(f"cost limit reached ({costs[currency]} {currency})")
+        if abort is not None and record.stage != WARMUP_STAGE:
+            reason = abort.reason(groups, record.model)
+            if reason is not None:
+                runner.stop(reason)
 
     async with StreamingClient(target) as client:
 

@@ -29,12 +29,35 @@ from onybench.config import (
     parse_warmup,
     validate,
 )
-from onybench.errors import OnybenchError, ScenarioError
+from onybench.errors import OnybenchError, ReportError, ScenarioError
+from onybench.gates.compare import (
+    DEFAULT_ALPHA,
+    DEFAULT_METRICS,
+    DEFAULT_RESAMPLES,
+    compare,
+    load_side,
+    parse_gate,
+    parse_metric,
+)
+from onybench.gates.evaluate import ThresholdOutcome, evaluate_thresholds, parse_thresholds
+from onybench.gates.render import (
+    render_comparison,
+    render_comparison_markdown,
+    render_threshold_table,
+)
 from onybench.merge import merge_runs
 from onybench.mock.config import MockConfig
 from onybench.mock.server import serve
 from onybench.report.console import render_summary
-from onybench.report.outputs import render_run_dir
+from onybench.report.junit import (
+    JunitSuite,
+    comparison_note,
+    comparison_suite,
+    threshold_suite,
+    write_junit,
+)
+from onybench.report.outputs import read_json_file, rebuild_report, render_run_dir
+from onybench.rundir import REPORT_FILE
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -201,6 +224,19 @@ def run(
             "(event-loop lag or CPU saturation distorted the timings)."
         ),
     ] = False,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--threshold",
+            "-t",
+            help="A pass/fail threshold, e.g. 'ttft.p95 < 800ms' or 'error_rate < 1%'; "
+            f"repeatable, added to the scenario's. Any failing one exits {EXIT_GATE_FAILED}.",
+        ),
+    ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option(help="Also write the thresholds as JUnit XML (one test case each)."),
+    ] = None,
 ) -> None:
     """Run a closed-loop benchmark and write report.json and records.jsonl."""
     try:
@@ -223,6 +259,7 @@ def run(
             burstiness=burstiness,
             max_in_flight=max_in_flight,
             seed=seed,
+            thresholds=scenario.thresholds + tuple(threshold) if threshold else None,
             **_warmup_fields(warmup),
         )
         validate(scenario)
@@ -244,15 +281,38 @@ def run(
     if progress is not None:
         _err("")
     typer.echo(render_summary(result.report))
+    gates = result.report.get("gates") or {}
+    outcomes = [ThresholdOutcome.from_json(o) for o in gates.get("thresholds", ())]
+    if outcomes:
+        typer.echo("\n" + render_threshold_table(outcomes, gates.get("aborted")))
     typer.echo(f"\nreport: {result.run_dir / 'report.json'}  (also report.html, summary.md)")
+    if junit is not None:
+        _write_junit(junit, [threshold_suite(outcomes)])
+    # When several apply, the first of: interrupted, nothing succeeded, gate failed, unreliable.
     if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.succeeded == 0:
         _err("error: no request succeeded; see the errors above and records.jsonl")
         raise typer.Exit(EXIT_NOTHING_SUCCEEDED)
+    _exit_if_thresholds_failed(outcomes)
     if strict and result.health.verdict().client_limited:
         _err("error: the client was the bottleneck and --strict was given")
         raise typer.Exit(EXIT_UNRELIABLE)
+
+
+def _exit_if_thresholds_failed(outcomes: list[ThresholdOutcome]) -> None:
+    failed = sum(1 for outcome in outcomes if not outcome.passed)
+    if failed:
+        _err(f"error: {failed} of {len(outcomes)} thresholds failed")
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _write_junit(path: Path, suites: list[JunitSuite], note: str = "") -> None:
+    try:
+        write_junit(path, suites, note)
+    except OSError as exc:
+        _err(f"error: cannot write {path}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _warmup_fields(value: str | None) -> dict[str, float | int]:
@@ -477,6 +537,170 @@ def merge(
     for warning in result.warnings:
         _err(f"warning: {warning}")
     _print_report(result.report, result.paths)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def check(
+    report_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="REPORT",
+            help="A run directory (its report.json, else rebuilt from records.jsonl) or a "
+            "report.json file.",
+        ),
+    ],
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--threshold", "-t", help="A threshold to judge, e.g. 'ttft.p95 < 800ms'; repeatable."
+        ),
+    ] = None,
+    scenario_thresholds: Annotated[
+        bool,
+        typer.Option(
+            "--scenario-thresholds/--no-scenario-thresholds",
+            help="Judge the thresholds of the run's own scenario too (default on).",
+        ),
+    ] = True,
+    junit: Annotated[
+        Path | None,
+        typer.Option(help="Also write the thresholds as JUnit XML (one test case each)."),
+    ] = None,
+) -> None:
+    """Judge a finished run against thresholds: its scenario's and any --threshold given.
+
+    A threshold without {model=...} is judged for each model; warm-up never
+    counts; load stages are merged per model. A figure that was not measured
+    fails. Exits 1 when any threshold fails.
+    """
+    try:
+        extra = list(threshold or ())
+        parse_thresholds(extra)
+        report = _read_report_for_check(report_path)
+        texts = (
+            list(report.get("scenario", {}).get("thresholds") or ()) if scenario_thresholds else []
+        )
+        texts += extra
+        if not texts:
+            raise ScenarioError(
+                "nothing to check: the run's scenario has no thresholds and no --threshold "
+                "was given"
+            )
+        outcomes = evaluate_thresholds(report, texts)
+    except OnybenchError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    gates = report.get("gates") or {}
+    typer.echo(render_threshold_table(outcomes, gates.get("aborted")))
+    if junit is not None:
+        _write_junit(junit, [threshold_suite(outcomes)])
+    _exit_if_thresholds_failed(outcomes)
+
+
+def _read_report_for_check(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        report = (
+            read_json_file(path / REPORT_FILE)
+            if (path / REPORT_FILE).exists()
+            else rebuild_report(path)
+        )
+    elif path.exists():
+        report = read_json_file(path)
+    else:
+        raise ReportError(f"{path} is neither a run directory nor a report.json file")
+    if not isinstance(report.get("groups"), list):
+        raise ReportError(f"{path} is not an onybench report (it has no groups)")
+    return report
+
+
+@app.command("compare", epilog=EXIT_CODES_HELP)
+def compare_runs(
+    baseline: Annotated[
+        Path,
+        typer.Argument(
+            metavar="BASELINE", help="The baseline: a run directory or a report.json file."
+        ),
+    ],
+    current: Annotated[
+        Path,
+        typer.Argument(metavar="CURRENT", help="The run to judge: a run directory or report.json."),
+    ],
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            help="A regression gate, e.g. 'ttft.p95 > +10%' (fails when the whole interval of "
+            "the change lies above +10 %), 'request_output_tokens_per_s.p50 < -10%', "
+            f"'error_rate > +1pp', 'e2e.p50 > +50ms'; repeatable. Exits {EXIT_GATE_FAILED} "
+            "when one fails.",
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help=f"A metric to compare (repeatable; default {', '.join(DEFAULT_METRICS)}).",
+        ),
+    ] = None,
+    confidence: Annotated[
+        float,
+        typer.Option(
+            help="Family-wise confidence: the chance that no row is wrongly called significant, "
+            "and, separately, that no gate fails on noise alone (Holm's method).",
+        ),
+    ] = 1 - DEFAULT_ALPHA,
+    resamples: Annotated[
+        int,
+        typer.Option(help="Bootstrap resamples (raised when many comparisons need more)."),
+    ] = DEFAULT_RESAMPLES,
+    seed: Annotated[int, typer.Option(help="Seed of the resampling (results repeat).")] = 0,
+    markdown: Annotated[
+        Path | None,
+        typer.Option(help="Also write the comparison as Markdown (for a PR comment)."),
+    ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option(help="Also write the gates and comparisons as JUnit XML."),
+    ] = None,
+) -> None:
+    """Compare a run with a baseline, per model and metric, and fail on regressions.
+
+    Values are resampled (bootstrap) from records.jsonl when a run directory
+    has it, else from report.json's histograms; intervals of the change are
+    adjusted for the number of comparisons by Holm's method. See docs/ci.md.
+    """
+    try:
+        if not 0.5 <= confidence < 1:
+            raise ScenarioError(f"must be in [0.5, 1), got {confidence}", "--confidence")
+        if resamples < 100:
+            raise ScenarioError(f"must be at least 100, got {resamples}", "--resamples")
+        gates = [parse_gate(text) for text in fail_on or ()]
+        metrics = [parse_metric(text) for text in metric] if metric else None
+        result = compare(
+            load_side(baseline),
+            load_side(current),
+            gates=gates,
+            metrics=metrics,
+            resamples=resamples,
+            alpha=1 - confidence,
+            seed=seed,
+        )
+    except OnybenchError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    typer.echo(render_comparison(result))
+    if markdown is not None:
+        try:
+            markdown.write_text(render_comparison_markdown(result), encoding="utf-8")
+        except OSError as exc:
+            _err(f"error: cannot write {markdown}: {exc.strerror or exc}")
+            raise typer.Exit(EXIT_USAGE) from None
+    if junit is not None:
+        _write_junit(junit, [comparison_suite(result)], comparison_note(result))
+    if not result.passed:
+        failed = sum(1 for verdict in result.gates if not verdict.passed)
+        _err(f"error: {failed} of {len(result.gates)} regression gates failed")
+        raise typer.Exit(EXIT_GATE_FAILED)
 
 
 def _print_report(result: dict[str, Any], paths: list[Path]) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from onybench.gates.evaluate import gates_section
 from onybench.metrics.health import ClientHealth
 from onybench.metrics.summary import WARMUP_STAGE, GroupKey, GroupMetrics
 
@@ -29,14 +30,15 @@ def build_report(
 ) -> dict[str, Any]:
     """The report.json document; `groups` are keyed by (model, stage).
 
-    `overall` folds every group but the warm-up, which is reported apart.
+    `overall` folds every group but the warm-up, which is reported apart;
+    `gates` judges the scenario's thresholds (see onybench/gates/evaluate.py).
     """
     overall = GroupMetrics()
     for key, group in groups.items():
         if key.stage != WARMUP_STAGE:
             overall.merge(group)
     verdict = health.verdict()
-    return {
+    report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": metadata["run_id"],
         "started_at": metadata["started_at"],
@@ -63,3 +65,6 @@ def build_report(
             for key, group in groups.items()
         ],
     }
+    # The scenario's thresholds judged against these figures (and any early abort).
+    report["gates"] = gates_section(report)
+    return report

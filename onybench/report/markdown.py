@@ -1,7 +1,8 @@
 """summary.md: the run in GitHub-flavoured Markdown, for `$GITHUB_STEP_SUMMARY` and PR comments.
 
 The console's table (one column per group, side by side), its notes, the
-client-health warning as a GitHub alert, then errors (count, HTTP status, first
+client-health warning as a GitHub alert, the thresholds judged (when the
+scenario has any), then errors (count, HTTP status, first
 messages) and cost (exact totals per currency). Every piece of text that came
 from the scenario or the target passes through `markdown_text`: no markup,
 mention or issue reference can come out of a model name or an error body.
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from onybench.gates.render import format_figure
 from onybench.report.console import summary_cells, summary_notes
 from onybench.report.escape import markdown_text as md
 from onybench.report.groups import error_rows, group_label
@@ -40,6 +42,7 @@ def render_markdown(report: Mapping[str, Any], timeline: Timeline | None = None)
     lines += [" · ".join(facts), ""]
     lines += _health(report["client_health"])
     lines += _table(groups)
+    lines += _gates(report.get("gates"))
     lines += _errors(groups, timeline)
     lines += _cost(groups)
     return "\n".join(lines).rstrip() + "\n"
@@ -85,6 +88,33 @@ def _table(groups: Sequence[Mapping[str, Any]]) -> list[str]:
     if notes:
         lines += [*(f"- {md(note)}" for note in notes), ""]
     return lines
+
+
+def _gates(gates: Mapping[str, Any] | None) -> list[str]:
+    """The thresholds judged (report.json's `gates`), when the scenario had any."""
+    if not gates or not gates["thresholds"]:
+        return []
+    outcomes = gates["thresholds"]
+    failed = sum(1 for outcome in outcomes if not outcome["passed"])
+    verdict = (
+        f"**{failed} of {len(outcomes)} thresholds failed.**"
+        if failed
+        else f"All {len(outcomes)} thresholds passed."
+    )
+    lines = ["### Thresholds", "", verdict, ""]
+    if gates["aborted"]:
+        lines += ["> [!CAUTION]", f"> Stopped early: {md(gates['aborted'])}", ""]
+    lines += ["| threshold | model | measured | result |", "|:--|:--|--:|:--|"]
+    for outcome in outcomes:
+        result = "pass" if outcome["passed"] else "**FAIL**"
+        if outcome["reason"]:
+            result += f" ({md(outcome['reason'])})"
+        measured = format_figure(outcome["figure"], outcome["measured"])
+        lines.append(
+            f"| {md(outcome['threshold'])} | {md(outcome['model'] or '-')} | {measured} "
+            f"| {result} |"
+        )
+    return [*lines, ""]
 
 
 def _errors(groups: Sequence[Mapping[str, Any]], timeline: Timeline | None) -> list[str]:
