@@ -56,8 +56,8 @@ from onybench.report.junit import (
     threshold_suite,
     write_junit,
 )
-from onybench.report.outputs import read_json_file, rebuild_report, render_run_dir
-from onybench.rundir import REPORT_FILE
+from onybench.report.outputs import rebuild_report, render_run_dir
+from onybench.rundir import REPORT_FILE, read_json_file
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1

@@ -93,3 +93,16 @@ def read_records(run_dir: Path) -> Iterator[RequestRecord]:
             if number == len(lines):
                 return
             raise ReportError(f"{path}:{number}: not a record: {exc}") from None
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`; a ReportError says why it cannot be one."""
+    try:
+        document = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ReportError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ReportError(f"{path} is not a JSON object")
+    return document

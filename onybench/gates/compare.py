@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
 from hdrh.histogram import HdrHistogram
 
 from onybench.errors import ReportError, ScenarioError
@@ -62,7 +61,7 @@ from onybench.gates.resample import (
 )
 from onybench.metrics.record import RequestRecord
 from onybench.metrics.summary import HISTOGRAM_UNITS, WARMUP_STAGE, GroupMetrics
-from onybench.rundir import RECORDS_FILE, REPORT_FILE, read_records
+from onybench.rundir import RECORDS_FILE, REPORT_FILE, read_json_file, read_records
 from onybench.thresholds import parse_threshold
 
 DEFAULT_METRICS: tuple[str, ...] = (
@@ -365,13 +364,8 @@ def load_side(path: Path) -> RunSide:
 
 
 def _read_report(path: Path) -> dict[str, Any]:
-    try:
-        document = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except orjson.JSONDecodeError as exc:
-        raise ReportError(f"{path} is not JSON: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("groups"), list):
+    document = read_json_file(path)
+    if not isinstance(document.get("groups"), list):
         raise ReportError(f"{path} is not an onybench report.json (no groups)")
     return document
 

@@ -24,8 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from onybench.errors import ReportError
 from onybench.metrics.health import ClientHealth
 from onybench.metrics.record import RequestRecord
@@ -36,7 +34,7 @@ from onybench.report.html_report import write_html
 from onybench.report.json_report import build_report
 from onybench.report.markdown import write_markdown
 from onybench.report.timeline import Timeline, digest_records
-from onybench.rundir import REPORT_FILE, RUN_FILE, read_records, write_json
+from onybench.rundir import REPORT_FILE, RUN_FILE, read_json_file, read_records, write_json
 
 MARKDOWN_FILE = "summary.md"
 CSV_FILE = "summary.csv"
@@ -52,18 +50,6 @@ STOP_UNKNOWN = "unknown: the run ended without writing report.json (killed?)"
 def unknown_client_health(reason: str = HEALTH_UNKNOWN) -> dict[str, Any]:
     """report.json's client_health when nothing measured it (`client_limited` null)."""
     return {"client_limited": None, "reasons": [reason], "figures": {}, "metrics": None}
-
-
-def read_json_file(path: Path) -> dict[str, Any]:
-    try:
-        document = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except orjson.JSONDecodeError as exc:
-        raise ReportError(f"{path} is not JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise ReportError(f"{path} is not a JSON object")
-    return document
 
 
 def read_run_metadata(run_dir: Path) -> dict[str, Any]:
