@@ -22,6 +22,7 @@ from onybench.errors import ScenarioError
 from onybench.metrics.record import RequestRecord
 from onybench.secrets import redact
 from onybench.transport import LeanTransport
+from onybench.wire.chunks import carries_token
 from onybench.wire.sse import SseDecoder, SseLineTooLong
 from onybench.wire.stream import assemble
 
@@ -175,25 +176,24 @@ class StreamingClient:
                 return
             decoder = SseDecoder()
             timed = attempt.timed_data
-            chunks = response.aiter_raw()
             first_wait_s = self._target.first_token_timeout_s
-            if first_wait_s is not None:
-                # Until the first event: a deadline of its own, then the idle timeout alone.
-                with trio.move_on_after(first_wait_s) as first:
-                    while not timed:
-                        raw = await anext(chunks)
-                        now = clock()
-                        attempt.bytes_received += len(raw)
-                        for event in decoder.feed(raw):
-                            timed.append((now, event.data))
-                if first.cancelled_caught:
-                    attempt.first_token_timed_out = True
-                    return
-            async for raw in chunks:
-                now = clock()
-                attempt.bytes_received += len(raw)
-                for event in decoder.feed(raw):
-                    timed.append((now, event.data))
+            # Until the first token a deadline of its own; after it, the idle timeout alone.
+            # Only the few events before the first token are decoded here, on arrival.
+            waiting = first_wait_s is not None
+            with trio.move_on_after(
+                first_wait_s if first_wait_s is not None else math.inf
+            ) as first:
+                async for raw in response.aiter_raw():
+                    now = clock()
+                    attempt.bytes_received += len(raw)
+                    for event in decoder.feed(raw):
+                        timed.append((now, event.data))
+                        if waiting and carries_token(event.data):
+                            first.deadline = math.inf
+                            waiting = False
+            if first.cancelled_caught:
+                attempt.first_token_timed_out = True
+                return
             decoder.feed(b"")
             attempt.closed_cleanly = True
         finally:
@@ -232,7 +232,9 @@ class _Attempt:
             message = redact(_error_message(self.error_body), api_key)
             return self.record(end_ns, f"http_{self.status}", message)
         if self.first_token_timed_out:
-            return self.record(end_ns, "first_token_timeout", "no streamed event in time")
+            return self.record(
+                end_ns, "first_token_timeout", "no token before the first-token timeout"
+            )
         return self.record(end_ns, None, None)
 
     def record(self, end_ns: int, error_class: str | None, message: str | None) -> RequestRecord:

@@ -222,3 +222,21 @@ def test_200_concurrent_streams_on_one_transport_all_complete_intact(tmp_path: P
     figures = result.report["groups"][0]["figures"]
     assert figures["requests.succeeded"] == figures["requests.total"] == 400
     assert figures["tokens.output"] == 400 * 16
+
+
+def test_a_token_later_than_the_first_token_timeout_is_a_classified_error(tmp_path: Path) -> None:
+    # The role chunk comes at once; the first token only after 500 ms.
+    mock = MockConfig(ttft_ms=500, itl_ms=1, output_tokens=4)
+    scenario = mock_scenario(mock, requests=2, first_token_timeout_s=0.1)
+    _ = run(scenario, out_dir=tmp_path / "run")
+    records = list(read_records(tmp_path / "run"))
+    assert [r.error_class for r in records] == ["first_token_timeout"] * 2
+    assert all(r.e2e_ns < 400_000_000 for r in records)
+
+
+def test_a_stream_longer_than_the_total_timeout_is_a_classified_error(tmp_path: Path) -> None:
+    mock = MockConfig(ttft_ms=1, itl_ms=50, output_tokens=40)
+    _ = run(mock_scenario(mock, requests=2, total_timeout_s=0.2), out_dir=tmp_path / "run")
+    records = list(read_records(tmp_path / "run"))
+    assert [r.error_class for r in records] == ["total_timeout"] * 2
+    assert all(len(r.token_times_ns) > 0 for r in records)  # what it measured is kept

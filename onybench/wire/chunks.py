@@ -98,6 +98,13 @@ def interpret(data: str) -> tuple[ChunkEvent, ...]:
     return events + _usage_and_cost(chunk)
 
 
+def carries_token(data: str) -> bool:
+    """Whether the payload holds a content, reasoning or tool-call delta: a token."""
+    return any(
+        isinstance(e, ContentDelta | ReasoningDelta | ToolCallDelta) for e in interpret(data)
+    )
+
+
 def response_id(data: str) -> str | None:
     """The `id` a chunk carries (the server's request id), if any."""
     try:
