@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from onybench.load.arrivals import Stage, concurrency_at
+from onybench.load.arrivals import Stage, concurrency_at, stages_duration_s
 from onybench.metrics.record import RequestRecord
 from onybench.metrics.summary import WARMUP_STAGE
 
@@ -171,7 +171,7 @@ class Runner:
             ends.append(plan.warmup_s + plan.duration_s)
         stages = plan.stages or plan.concurrency_stages
         if stages:
-            ends.append(sum(stage.duration_s for stage in stages))
+            ends.append(stages_duration_s(stages))
         return min(ends) if ends else None
 
     def _may_issue(self, model: str) -> bool:
