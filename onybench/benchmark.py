@@ -35,6 +35,7 @@ from onybench.config import Scenario
 from onybench.errors import OnybenchError, ScenarioError
 from onybench.gates.evaluate import AbortWatch
 from onybench.load.arrivals import arrivals, shard, staged_arrivals
+from onybench.load.collector import run_collector
 from onybench.load.datasets import (
     Prompt,
     inline,
@@ -45,6 +46,7 @@ from onybench.load.datasets import (
     synthetic,
     with_unique_prefix,
 )
+from onybench.load.folding import RecordFolder
 from onybench.load.health import watch_event_loop
 from onybench.load.runner import LoadPlan, Runner, RunState, Ticket, share_of
 from onybench.metrics.health import ClientHealth
@@ -52,6 +54,7 @@ from onybench.metrics.histogram import Histogram
 from onybench.metrics.record import RequestRecord
 from onybench.metrics.summary import WARMUP_STAGE, GroupKey, GroupMetrics
 from onybench.mock.server import MockProcess
+from onybench.pricing import with_estimated_cost
 from onybench.report.json_report import build_report
 from onybench.report.outputs import write_outputs
 from onybench.rundir import REPORT_FILE, RecordWriter, RunDirectory, write_json
@@ -275,17 +278,8 @@ def run(
         if scenario.request_limit is not None
         else None
     )
-    with _target_url(scenario) as base_url:
-        target = Target(
-            base_url=base_url,
-            api_key=api_key,
-            headers=scenario.headers,
-            connect_timeout_s=scenario.connect_timeout_s,
-            read_timeout_s=scenario.read_timeout_s,
-            first_token_timeout_s=scenario.first_token_timeout_s,
-            total_timeout_s=scenario.total_timeout_s,
-            http2=scenario.http2,
-        )
+    with target_url(scenario) as base_url:
+        target = scenario_target(scenario, base_url, api_key)
         shares = split_load(scenario, workers, out_dir.name)
         if workers == 1:
             outcome = _run_in_process(
@@ -316,8 +310,24 @@ def run(
     )
 
 
+def scenario_target(scenario: Scenario, base_url: str, api_key: str | None) -> Target:
+    """The scenario's target section as the client's `Target`, sending to `base_url`."""
+    return Target(
+        base_url=base_url,
+        api_key=api_key,
+        headers=scenario.headers,
+        connect_timeout_s=scenario.connect_timeout_s,
+        read_timeout_s=scenario.read_timeout_s,
+        first_token_timeout_s=scenario.first_token_timeout_s,
+        total_timeout_s=scenario.total_timeout_s,
+        retries=scenario.retries,
+        http2=scenario.http2,
+    )
+
+
 @contextmanager
-def _target_url(scenario: Scenario) -> Iterator[str]:
+def target_url(scenario: Scenario) -> Iterator[str]:
+    """The base URL to send to; for the mock, one started (in a child process) meanwhile."""
     # The mock runs in a child process so its work does not distort our timings.
     if scenario.uses_mock:
         with MockProcess(scenario.mock) as mock:
@@ -468,6 +478,29 @@ async def _execute(
     live: LiveSink | None,
 ) -> WorkerOutcome:
     """One process's share of the run: requests out, records written, figures folded."""
+    async with StreamingClient(target) as client:
+        with run_collector():
+            return await execute_on(client, scenario, records, share, prompts, live)
+
+
+async def execute_on(
+    client: StreamingClient,
+    scenario: Scenario,
+    records: RecordWriter,
+    share: WorkerShare,
+    prompts: Sequence[Prompt],
+    live: LiveSink | None,
+    *,
+    observe: Callable[[RequestRecord], None] | None = None,
+    stage: str | None = None,
+) -> WorkerOutcome:
+    """`_execute` on a client that is already open: its connection pool outlives the
+    run, so a sweep's levels share one. `observe` sees every record once it is folded;
+    `stage`, when given, labels the measured (not warm-up) requests."""
+
+    def stage_of(ticket_stage: str | None) -> str | None:
+        return ticket_stage if stage is None or ticket_stage == WARMUP_STAGE else stage
+
     groups: dict[GroupKey, GroupMetrics] = {}
     health = ClientHealth()
     costs: dict[str, Decimal] = {}
@@ -477,6 +510,7 @@ async def _execute(
     )
 
     def on_record(record: RequestRecord, runner: Runner) -> None:
+        record = with_estimated_cost(record, scenario.pricing)
         records.append(record)
         key = GroupKey(record.model, record.stage)
         group = groups.get(key)
@@ -494,36 +528,43 @@ async def _execute(
             reason = abort.reason(groups, record.model)
             if reason is not None:
                 runner.stop(reason)
+        if observe is not None:
+            observe(record)
 
-    async with StreamingClient(target) as client:
+    async def send(ticket: Ticket, sink: Callable[[RequestRecord], None]) -> None:
+        prompt = prompt_for(scenario, prompts, ticket.index, share.run_id)
+        spec = RequestSpec(
+            model=ticket.model,
+            messages=prompt.messages,
+            max_tokens=prompt.max_tokens or scenario.max_tokens,
+            include_usage=scenario.include_usage,
+            temperature=scenario.temperature,
+            ignore_eos=scenario.ignore_eos,
+            min_tokens=scenario.min_tokens,
+            extra_body=scenario.extra_body,
+        )
+        context = RecordContext(
+            index=ticket.index,
+            intended_start_ns=ticket.intended_start_ns,
+            stage=stage_of(ticket.stage),
+            prompt_tokens_requested=prompt.input_tokens,
+        )
+        # Records are built and folded by one task, off the moment of arrival.
+        await folder.fold_when_measured(partial(client.measure, spec, context=context), sink)
 
-        async def send(ticket: Ticket, sink: Callable[[RequestRecord], None]) -> None:
-            prompt = prompt_for(scenario, prompts, ticket.index, share.run_id)
-            spec = RequestSpec(
-                model=ticket.model,
-                messages=prompt.messages,
-                max_tokens=prompt.max_tokens or scenario.max_tokens,
-                include_usage=scenario.include_usage,
-                temperature=scenario.temperature,
-                ignore_eos=scenario.ignore_eos,
-                min_tokens=scenario.min_tokens,
-                extra_body=scenario.extra_body,
-            )
-            context = RecordContext(
-                index=ticket.index,
-                intended_start_ns=ticket.intended_start_ns,
-                stage=ticket.stage,
-                prompt_tokens_requested=prompt.input_tokens,
-            )
-            await client.run_request(spec, sink, context)
-
-        runner = Runner(load_plan(scenario, share), send, on_record=on_record)
-        background = [partial(watch_event_loop, health)]
-        if live is not None:
-            background.append(partial(_report_live, runner.state, groups, live))
-        state = await runner.run(background)
-    for (model, stage), dropped in state.dropped.items():
-        key = GroupKey(model, stage)
+    runner = Runner(load_plan(scenario, share), send, on_record=on_record)
+    background = [partial(watch_event_loop, health)]
+    if live is not None:
+        background.append(partial(_report_live, runner.state, groups, live))
+    folder = RecordFolder()
+    async with trio.open_nursery() as folding:
+        await folding.start(folder.run)
+        try:
+            state = await runner.run(background)
+        finally:
+            folder.close()
+    for (model, ticket_stage), dropped in state.dropped.items():
+        key = GroupKey(model, stage_of(ticket_stage))
         if key not in groups:
             groups[key] = GroupMetrics()
         groups[key].dropped += dropped

@@ -5,10 +5,14 @@ The only module that prints for humans or decides exit codes.
 
 from __future__ import annotations
 
+import os
 import sys
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import trio
 import typer
 
@@ -19,13 +23,17 @@ from onybench.benchmark import (
     new_run_id,
     resolve_api_key,
     resolve_workers,
+    target_url,
 )
 from onybench.benchmark import run as run_benchmark
+from onybench.capacity import LevelResult
+from onybench.client import Target
 from onybench.config import (
     Scenario,
     load_scenario,
     parse_amount,
     parse_duration,
+    parse_optional_duration,
     parse_warmup,
     validate,
 )
@@ -47,7 +55,10 @@ from onybench.gates.render import (
 )
 from onybench.merge import merge_runs
 from onybench.mock.config import MockConfig
+from onybench.mock.dialects import DIALECTS
 from onybench.mock.server import serve
+from onybench.probe import probe as run_probe
+from onybench.report.capacity import capacity_facts
 from onybench.report.console import render_summary
 from onybench.report.junit import (
     JunitSuite,
@@ -57,7 +68,10 @@ from onybench.report.junit import (
     write_junit,
 )
 from onybench.report.outputs import rebuild_report, render_run_dir
+from onybench.report.probe_console import render_probe
 from onybench.rundir import REPORT_FILE, read_json_file
+from onybench.sweep import level_scenario, run_sweep, sweep_slos
+from onybench.sweep_plan import SweepPlan
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -206,6 +220,15 @@ def run(
             "(in the currency the API reports)."
         ),
     ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Send a request again after HTTP 429, 502, 503, 504 or a refused or lost "
+            "connection, up to N times, waiting Retry-After (else 0.5 s, doubling). Off by "
+            "default: every failure is recorded as it is; retries are counted in the report.",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Run directory (default reports/<run-id>/); must be new or empty."),
@@ -254,6 +277,7 @@ def run(
             headers=_parse_headers(header) if header else None,
             include_usage=include_usage,
             max_cost=parse_amount(max_cost, "--max-cost") if max_cost else None,
+            retries=retries,
             rate=rate,
             arrival=arrival,
             burstiness=burstiness,
@@ -330,6 +354,191 @@ def _parse_workers(value: str) -> int | None:
             f"{value!r} is not a number of processes (1, 2, ... or auto)", "--workers"
         )
     return int(value)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def sweep(
+    scenario_file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[SCENARIO]",
+            help="A scenario TOML file: target, models, prompts, [mock], [pricing]; its "
+            "thresholds are SLOs too. Its load settings are replaced by each level.",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="Target base URL; 'mock' starts the built-in mock server."),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model", "-m", help="Model name; repeat for several (levels are per model)."
+        ),
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="max_tokens of every request.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the API key.")
+    ] = None,
+    rate: Annotated[
+        bool | None,
+        typer.Option(
+            "--rate/--concurrency",
+            help="Sweep the request rate (open loop, requests/s per model, the scenario's "
+            "arrival process) or the concurrency (the default).",
+        ),
+    ] = None,
+    levels: Annotated[
+        str | None,
+        typer.Option(help="The levels, e.g. 1,2,4,8 (instead of --start/--max/--factor)."),
+    ] = None,
+    start: Annotated[
+        float | None, typer.Option(help="First level of a geometric sweep (default 1).")
+    ] = None,
+    max_level: Annotated[
+        float | None,
+        typer.Option("--max", help="Last level of a geometric sweep, always tried (default 64)."),
+    ] = None,
+    factor: Annotated[
+        float | None, typer.Option(help="Each level = the previous one x this (default 2).")
+    ] = None,
+    hold: Annotated[
+        str | None, typer.Option(help="How long each level is measured (default 10s).")
+    ] = None,
+    warmup: Annotated[
+        str | None,
+        typer.Option(
+            help="Warm-up before each level's hold, left out of its figures (default 2s)."
+        ),
+    ] = None,
+    search: Annotated[
+        bool | None,
+        typer.Option(
+            "--search/--step",
+            help="Bisect between the last level within the SLOs and the first outside them "
+            "for the highest level meeting every SLO (--step: only step, the default).",
+        ),
+    ] = None,
+    resolution: Annotated[
+        float | None,
+        typer.Option(help="--search stops at this bracket width (default 1, or 5 % for rates)."),
+    ] = None,
+    slo: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slo",
+            help="An SLO in the threshold grammar, e.g. 'ttft.p95 < 500ms'; repeatable, added "
+            "to the scenario's thresholds. Latency SLOs also bound each request.",
+        ),
+    ] = None,
+    target: Annotated[
+        float | None,
+        typer.Option(help="SLO attainment target, percent of requests (default 90)."),
+    ] = None,
+    knee_gain: Annotated[
+        float | None,
+        typer.Option(
+            help="Knee: throughput gain under this share of the load increase (default 0.1); "
+            "stepping stops there without --search."
+        ),
+    ] = None,
+    knee_ttft_factor: Annotated[
+        float | None,
+        typer.Option(help="Knee: TTFT p95 above this multiple of the lowest level's (default 2)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory (default reports/<run-id>/); must be new or empty."),
+    ] = None,
+) -> None:
+    """Find the load a deployment sustains within its SLOs, and what it costs there.
+
+    Steps the concurrency (or, with --rate, the request rate) through levels, each
+    held --hold after --warmup on one connection pool; stops at the first level
+    outside the SLOs or when throughput stops growing. Capacity = the highest
+    level whose SLO attainment reaches --target, whose figures meet every SLO,
+    and (rates) that was sustained: 95 % of the offered rate achieved, nothing
+    dropped. Writes report.json (capacity section), summary.md and report.html.
+    Exits 1 when no level is within the SLOs.
+    """
+    try:
+        scenario = load_scenario(scenario_file) if scenario_file else Scenario(name="sweep")
+        scenario = scenario.with_overrides(
+            base_url=base_url,
+            models=tuple(model) if model else None,
+            max_tokens=max_tokens,
+            api_key_env=api_key_env,
+        )
+        plan = scenario.sweep or SweepPlan()
+        geometric: dict[str, Any] = {"start": start, "maximum": max_level, "factor": factor}
+        flags: dict[str, Any] = {
+            "mode": None if rate is None else "rate" if rate else "concurrency",
+            # A geometric series given on the command line replaces the file's level list.
+            "levels": _parse_levels(levels) if levels else () if any(geometric.values()) else None,
+            **geometric,
+            "hold_s": parse_duration(hold, "--hold") if hold else None,
+            "warmup_s": parse_optional_duration(warmup, "--warmup") if warmup else None,
+            "search": search,
+            "resolution": resolution,
+            "target": None if target is None else target / 100,
+            "knee_gain": knee_gain,
+            "knee_ttft_factor": knee_ttft_factor,
+        }
+        plan = replace(
+            plan,
+            slos=sweep_slos(scenario, plan.slos, slo or ()),
+            **{name: value for name, value in flags.items() if value is not None},
+        )
+        level_scenario(scenario, plan, plan.steps()[0])  # a level's scenario must validate
+        api_key = resolve_api_key(scenario)
+        out_dir = out or Path("reports") / new_run_id(scenario)
+        target_name = "the built-in mock" if scenario.uses_mock else scenario.base_url
+        _err(
+            f"onybench {__version__}: sweep {plan.mode} {', '.join(map(plan.label, plan.steps()))}"
+            f"{' then bisect' if plan.search else ''} on {target_name} -> {out_dir}"
+        )
+        result = run_sweep(scenario, plan, out_dir=out_dir, api_key=api_key, on_level=_print_level)
+    except OnybenchError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        _err("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    section = result.report["capacity"]
+    typer.echo("\n".join(capacity_facts(section)))
+    for cost in section["costs_at_capacity"]:
+        typer.echo(
+            f"cost at capacity ({cost['source']}): {cost['per_hour']} {cost['currency']}/hour, "
+            f"{cost['per_month']} {cost['currency']}/month"
+        )
+    typer.echo(f"\nreport: {result.run_dir / 'report.html'}  (also report.json, summary.md)")
+    if result.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not any(r.succeeded for r in result.analysis.levels):
+        _err("error: no request succeeded; see records.jsonl")
+        raise typer.Exit(EXIT_NOTHING_SUCCEEDED)
+    if result.analysis.capacity is None:
+        _err("error: no level met every SLO")
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _parse_levels(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ScenarioError(f"{text!r} is not a list of numbers like 1,2,4,8", "--levels") from None
+
+
+def _print_level(result: LevelResult) -> None:
+    ttft = result.merged().figures().get("ttft.p95_ms")
+    attainment = "-" if result.attainment is None else f"{result.attainment:.1%}"
+    verdict = "within SLOs" if result.within_slo else "; ".join(result.slo_failures)
+    _err(
+        f"  {result.stage}: {result.achieved_per_s:.3g} req/s, "
+        f"goodput {result.goodput_per_s:.3g}/s, attainment {attainment}, "
+        f"TTFT p95 {'-' if ttft is None else f'{ttft:.0f} ms'}, "
+        f"{result.output_tokens_per_s:.4g} tok/s: {verdict}"
+    )
 
 
 @app.command("validate", epilog=EXIT_CODES_HELP)
@@ -414,6 +623,20 @@ def mock(
     jitter_ms: Annotated[
         float | None, typer.Option(help="Spread for uniform/normal timing.")
     ] = None,
+    batch_slots: Annotated[
+        int | None,
+        typer.Option(
+            help="Server model: requests generated at once; the rest queue first come, "
+            "first served, so TTFT grows with the queue (default 0 = no limit)."
+        ),
+    ] = None,
+    itl_load_factor: Annotated[
+        float | None,
+        typer.Option(
+            help="Server model: k in gap = itl * (1 + k * (active - 1)), active = requests "
+            "being generated (default 0: ITL independent of load)."
+        ),
+    ] = None,
     output_tokens: Annotated[
         int | None, typer.Option(help="Tokens per response, capped by max_tokens (default 128).")
     ] = None,
@@ -431,8 +654,30 @@ def mock(
         bool | None,
         typer.Option(
             "--always-usage/--usage-on-request",
-            help="Send usage always (Onysoft) or only with stream_options.include_usage (OpenAI).",
+            help="Send usage always (Onysoft) or only with stream_options.include_usage "
+            "(OpenAI); default: as the dialect does.",
         ),
+    ] = None,
+    dialect: Annotated[
+        str | None,
+        typer.Option(
+            help="Whose streaming to imitate: " + ", ".join(DIALECTS) + " (default onysoft). "
+            "See the README's 'Server dialects'."
+        ),
+    ] = None,
+    context_tokens: Annotated[
+        int | None,
+        typer.Option(help="Context window: prompt + max_tokens beyond it is refused."),
+    ] = None,
+    prompt_cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--prompt-cache/--no-prompt-cache",
+            help="Report a repeated prompt as cached (usage.prompt_tokens_details).",
+        ),
+    ] = None,
+    ping_every: Annotated[
+        int | None, typer.Option(help="Send ': ping' before every n-th content chunk.")
     ] = None,
     http_429_rate: Annotated[
         float | None, typer.Option(help="Share answered with HTTP 429.")
@@ -492,6 +737,64 @@ def mock(
     except OSError as exc:
         _err(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_USAGE) from None
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def probe(
+    base_url: Annotated[
+        str,
+        typer.Argument(
+            help="The API's base URL, e.g. http://127.0.0.1:8000/v1; 'mock' probes the "
+            "built-in mock (with --dialect)."
+        ),
+    ],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name to request.")],
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the API key, if the server needs one.")
+    ] = "ONYSOFT_API_KEY",
+    requests: Annotated[
+        int, typer.Option(min=1, help="Streams sent asking for usage (then 3 more probes).")
+    ] = 3,
+    max_tokens: Annotated[int, typer.Option(min=1, help="max_tokens of each request.")] = 16,
+    dialect: Annotated[
+        str, typer.Option(help="With 'mock': the dialect the mock speaks.")
+    ] = "onysoft",
+    timeout: Annotated[str, typer.Option(help="Total time allowed per request, e.g. 30s.")] = "30s",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Send a few requests and print how the server streams: usage, cost, chunking,
+    [DONE], connection reuse, the request options it accepts, and the scenario
+    settings it calls for. Run it before a long benchmark."""
+    try:
+        total_timeout_s = parse_duration(timeout, "--timeout")
+        scenario = Scenario(
+            base_url=base_url, api_key_env=api_key_env, mock=MockConfig(dialect=dialect)
+        )
+    except OnybenchError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    # Optional here: local servers need no key, and a missing one shows as an HTTP 401.
+    api_key = None if scenario.uses_mock else os.environ.get(api_key_env) or None
+    try:
+        with target_url(scenario) as url:
+            target = Target(base_url=url, api_key=api_key, total_timeout_s=total_timeout_s)
+            result = trio.run(
+                partial(run_probe, target, model, requests=requests, max_tokens=max_tokens)
+            )
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OnybenchError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    findings = result.to_json()
+    if scenario.uses_mock:
+        findings["base_url"] = f"mock ({dialect})"
+    if as_json:
+        typer.echo(orjson.dumps(findings, option=orjson.OPT_INDENT_2).decode())
+    else:
+        typer.echo(render_probe(findings))
+    if not result.succeeded:
+        raise typer.Exit(EXIT_NOTHING_SUCCEEDED)
 
 
 @app.command(epilog=EXIT_CODES_HELP)

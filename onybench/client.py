@@ -11,8 +11,9 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
@@ -21,16 +22,30 @@ import trio
 from onybench.errors import ScenarioError
 from onybench.metrics.record import RequestRecord
 from onybench.secrets import redact
-from onybench.transport import LeanTransport
+from onybench.transport import BODY_READ_TIMEOUT, LeanTransport
 from onybench.wire.chunks import carries_token
 from onybench.wire.sse import SseDecoder, SseLineTooLong
 from onybench.wire.stream import assemble
 
 Clock = Callable[[], int]
 RecordSink = Callable[[RequestRecord], None]
+# A finished request whose record is not built yet: calling it decodes the whole stream
+# (~1 ms for 128 tokens), which the caller may do away from the moment of arrival.
+PendingRecord = Callable[[], RequestRecord]
+PendingSink = Callable[[PendingRecord], None]
+
+# Sent again with Target.retries > 0 (never otherwise): the errors after which the
+# same request may well succeed. A stream that failed midway is not among them.
+RETRIED_ERRORS = frozenset(
+    {"http_429", "http_502", "http_503", "http_504", "connection_closed", "connect_error"}
+)
+RETRY_BACKOFF_S = 0.5  # the first wait without Retry-After; doubled at each retry
+MAX_RETRY_WAIT_S = 60.0
 
 # An error body is read for its message only; cap it so a huge one costs nothing.
 _ERROR_BODY_LIMIT = 64 * 1024
+# How often at most the body's idle deadline is moved on, and so how late it may fire.
+_IDLE_SLACK_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +59,8 @@ class Target:
     read_timeout_s: float = 60.0  # longest silence allowed between two reads
     first_token_timeout_s: float | None = None  # until the first streamed event
     total_timeout_s: float | None = None
+    # Attempts after a failure in RETRIED_ERRORS (0: none, every failure recorded as is).
+    retries: int = 0
     # HTTP/2 goes through httpx's own transport (the h2 extra): not the lean path.
     http2: bool = False
 
@@ -87,6 +104,11 @@ class StreamingClient:
 
     Use as an async context manager. `transport` defaults to the lean trio + h11
     transport; tests pass `httpx.MockTransport`.
+
+    Requests go straight to the transport (httpx's `Request`, `Response` and transport
+    interface, without `AsyncClient.send`): its auth, redirect and cookie handling cost
+    ~150 µs a request and an async-generator layer per read, and a load test wants none
+    of them. So no cookie jar: every request carries the same headers.
     """
 
     def __init__(
@@ -98,21 +120,24 @@ class StreamingClient:
     ) -> None:
         self._target = target
         self._clock = clock
-        headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
+        headers = {
+            "Accept": "text/event-stream",
+            "Accept-Encoding": "identity",
+            "Content-Type": "application/json",
+        }
         headers.update(dict(target.headers))
         if target.api_key:
             headers["Authorization"] = f"Bearer {target.api_key}"
-        self._url = target.base_url.rstrip("/") + "/chat/completions"
-        self._http = httpx.AsyncClient(
-            transport=transport or _default_transport(target),
-            headers=headers,
-            timeout=httpx.Timeout(
-                connect=target.connect_timeout_s,
-                read=target.read_timeout_s,
-                write=target.connect_timeout_s,
-                pool=None,
-            ),
-        )
+        # Parsed once: every request goes to this URL with these headers.
+        self._url = httpx.URL(target.base_url.rstrip("/") + "/chat/completions")
+        self._headers = httpx.Headers(headers)
+        self._timeouts = httpx.Timeout(
+            connect=target.connect_timeout_s,
+            read=target.read_timeout_s,
+            write=target.connect_timeout_s,
+            pool=None,
+        ).as_dict()
+        self._transport = transport or _default_transport(target)
 
     async def __aenter__(self) -> StreamingClient:
         return self
@@ -123,7 +148,7 @@ class StreamingClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def run_request(
         self, spec: RequestSpec, sink: RecordSink, context: RecordContext | None = None
@@ -134,11 +159,57 @@ class StreamingClient:
         `cancelled`, with what it measured so far); target errors never raise.
         `context` is copied into the record (its place in the run).
         """
+        await self.measure(spec, lambda pending: sink(pending()), context)
+
+    async def measure(
+        self, spec: RequestSpec, sink: PendingSink, context: RecordContext | None = None
+    ) -> None:
+        """`run_request`, but `sink` gets the record unbuilt, as a `PendingRecord`.
+
+        Everything time-dependent is read before the hand-over, so the record is
+        the same whenever it is built; building it is left to the caller.
+        """
+        retries = 0
+        while True:
+            outcome = await self._measure_once(spec, sink, context, retries)
+            delay = self._retry_delay(outcome, retries)
+            if delay is None:
+                sink(outcome.pending)
+                return
+            # Never silent: the record that goes on counts every attempt before it.
+            retries += 1
+            try:
+                await trio.sleep(delay)
+            except trio.Cancelled:
+                sink(outcome.pending)
+                raise
+
+    def _retry_delay(self, outcome: _Outcome, retries: int) -> float | None:
+        """Seconds to wait before sending again, or None: no retry (only with --retries).
+
+        The server's Retry-After when it gave one, else 0.5 s doubling; at most 60 s."""
+        if outcome.error_class not in RETRIED_ERRORS or retries >= self._target.retries:
+            return None
+        if outcome.retry_after_s is not None:
+            return min(outcome.retry_after_s, MAX_RETRY_WAIT_S)
+        return min(RETRY_BACKOFF_S * 2.0**retries, MAX_RETRY_WAIT_S)
+
+    async def _measure_once(
+        self,
+        spec: RequestSpec,
+        sink: PendingSink,
+        context: RecordContext | None,
+        retries: int,
+    ) -> _Outcome:
+        """One attempt: its pending record, and its error class when known before the
+        record is built (HTTP status and transport errors; a stream's own verdict is not
+        retried). A cancelled attempt goes to `sink` at once."""
         attempt = _Attempt(
             model=spec.model,
             start_ns=self._clock(),
             context=context or RecordContext(),
             max_tokens=spec.max_tokens,
+            retries=retries,
         )
         target = self._target
         try:
@@ -148,31 +219,57 @@ class StreamingClient:
                 message = (
                     f"the request took longer than the total timeout ({target.total_timeout_s} s)"
                 )
-                sink(attempt.record(self._clock(), "total_timeout", message))
-                return
+                return _Outcome(partial(attempt.record, self._clock(), "total_timeout", message))
         except trio.Cancelled:
-            sink(attempt.record(self._clock(), "cancelled", "cancelled before the stream ended"))
+            message = "cancelled before the stream ended"
+            sink(partial(attempt.record, self._clock(), "cancelled", message))
             raise
         except httpx.HTTPError as exc:
             error_class, message = _classify(exc, attempt)
-            sink(attempt.record(self._clock(), error_class, redact(message, self._target.api_key)))
+            message = redact(message, self._target.api_key)
+            return _Outcome(
+                partial(attempt.record, self._clock(), error_class, message), error_class
+            )
         except SseLineTooLong as exc:
-            sink(attempt.record(self._clock(), "protocol_error", str(exc)))
-        else:
-            sink(attempt.finish(self._clock(), self._target.api_key))
+            return _Outcome(partial(attempt.record, self._clock(), "protocol_error", str(exc)))
+        http_error = f"http_{attempt.status}" if attempt.error_body is not None else None
+        return _Outcome(
+            partial(attempt.finish, self._clock(), self._target.api_key),
+            http_error,
+            attempt.retry_after_s,
+        )
 
     async def _stream(self, spec: RequestSpec, attempt: _Attempt) -> None:
         clock = self._clock
-        request = self._http.build_request(
-            "POST", self._url, content=spec.body(), headers={"Content-Type": "application/json"}
+        request = httpx.Request(
+            "POST",
+            self._url,
+            content=spec.body(),
+            headers=self._headers,
+            # The body's silences are bounded below, by one deadline per stream.
+            extensions={"timeout": self._timeouts, BODY_READ_TIMEOUT: None},
         )
-        response = await self._http.send(request, stream=True)
+        response = await self._transport.handle_async_request(request)
+        # The transport's stream itself, not aiter_raw(): its async-generator layer
+        # costs ~4 µs per read.
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        # The read timeout on the body: a deadline moved on as bytes arrive, at most
+        # every _IDLE_SLACK_S (a cancel scope per read costs ~15 µs on a small VM). It
+        # fires after between read_s and read_s + _IDLE_SLACK_S of silence.
+        read_s = self._target.read_timeout_s
+        moved_at = trio.current_time()
+        idle = trio.CancelScope(deadline=moved_at + read_s + _IDLE_SLACK_S)
         try:
             attempt.headers_ns = clock()
             attempt.status = response.status_code
             attempt.connect_ns = response.extensions.get("onybench.connect_ns")
             if response.status_code != 200:
-                attempt.error_body = await _read_capped(response)
+                attempt.retry_after_s = _retry_after_s(response.headers.get("retry-after"))
+                with idle:  # an error body is small: all of it within the read timeout
+                    attempt.error_body = await _read_capped(stream)
+                if idle.cancelled_caught:
+                    raise httpx.ReadTimeout("the error body timed out", request=request)
                 return
             decoder = SseDecoder()
             timed = attempt.timed_data
@@ -180,11 +277,16 @@ class StreamingClient:
             # Until the first token a deadline of its own; after it, the idle timeout alone.
             # Only the few events before the first token are decoded here, on arrival.
             waiting = first_wait_s is not None
-            with trio.move_on_after(
-                first_wait_s if first_wait_s is not None else math.inf
-            ) as first:
-                async for raw in response.aiter_raw():
+            with (
+                idle,
+                trio.move_on_after(first_wait_s if first_wait_s is not None else math.inf) as first,
+            ):
+                async for raw in stream:
                     now = clock()
+                    at = trio.current_time()
+                    if at - moved_at > _IDLE_SLACK_S:
+                        moved_at = at
+                        idle.deadline = at + read_s + _IDLE_SLACK_S
                     attempt.bytes_received += len(raw)
                     for event in decoder.feed(raw):
                         timed.append((now, event.data))
@@ -194,10 +296,18 @@ class StreamingClient:
             if first.cancelled_caught:
                 attempt.first_token_timed_out = True
                 return
+            if idle.cancelled_caught:
+                raise httpx.ReadTimeout(f"no data for {read_s:g} s", request=request)
             decoder.feed(b"")
             attempt.closed_cleanly = True
         finally:
             await response.aclose()
+
+
+class _Outcome(NamedTuple):
+    pending: PendingRecord
+    error_class: str | None = None
+    retry_after_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,11 +335,15 @@ class _Attempt:
     closed_cleanly: bool = False
     first_token_timed_out: bool = False
     error_body: bytes | None = None
+    retry_after_s: float | None = None
+    retries: int = 0
     timed_data: list[tuple[int, str]] = field(default_factory=list)
 
     def finish(self, end_ns: int, api_key: str | None) -> RequestRecord:
         if self.error_body is not None:
             message = redact(_error_message(self.error_body), api_key)
+            if self.retry_after_s is not None:
+                message = f"{message} (Retry-After: {self.retry_after_s:g} s)"
             return self.record(end_ns, f"http_{self.status}", message)
         if self.first_token_timed_out:
             return self.record(
@@ -269,6 +383,16 @@ class _Attempt:
             stage=context.stage,
             prompt_tokens_requested=context.prompt_tokens_requested,
             max_tokens_requested=self.max_tokens,
+            events=stream.events,
+            done=stream.done,
+            role_first=stream.role_first,
+            server_timings=stream.server_timings,
+            chunk_tokens=stream.chunk_tokens,
+            cached_tokens=stream.cached_tokens,
+            reasoning_tokens=stream.reasoning_tokens,
+            cost_source=stream.cost.source if stream.cost else None,
+            retry_after_s=self.retry_after_s,
+            retries=self.retries,
         )
 
 
@@ -301,9 +425,20 @@ def _classify(exc: httpx.HTTPError, attempt: _Attempt) -> tuple[str, str]:
     return "transport_error", f"{type(exc).__name__}: {detail}"
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
+def _retry_after_s(value: str | None) -> float | None:
+    """A Retry-After header in seconds; None when absent or an HTTP date (rare on APIs)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+async def _read_capped(stream: httpx.AsyncByteStream) -> bytes:
     body = bytearray()
-    async for raw in response.aiter_raw():
+    async for raw in stream:
         body += raw
         if len(body) >= _ERROR_BODY_LIMIT:
             break

@@ -21,6 +21,8 @@ from onybench.errors import ScenarioError
 from onybench.load.arrivals import Stage
 from onybench.load.datasets import LengthDistribution
 from onybench.mock.config import MockConfig
+from onybench.pricing import Pricing, parse_pricing
+from onybench.sweep_plan import SWEEP_MODES, SweepPlan
 from onybench.thresholds import parse_threshold
 
 DEFAULT_BASE_URL = "https://api.onysoft.com/v1"
@@ -65,6 +67,8 @@ class Scenario:
     first_token_timeout_s: float | None = None
     read_timeout_s: float = 60.0  # the longest silence between two chunks
     total_timeout_s: float | None = None
+    # Attempts after a 429, 502-504 or a lost connection (0: never retried, each counted).
+    retries: int = 0
     # request
     models: tuple[str, ...] = (DEFAULT_MODEL,)
     prompt: str = DEFAULT_PROMPT
@@ -94,6 +98,10 @@ class Scenario:
     thresholds: tuple[str, ...] = ()
     report_dir: Path = Path("reports")
     mock: MockConfig = field(default_factory=MockConfig)
+    # Token prices and/or a deployment's price per hour (see onybench/pricing.py).
+    pricing: Pricing | None = None
+    # onybench sweep's plan from the [sweep] section.
+    sweep: SweepPlan | None = None
 
     @property
     def uses_mock(self) -> bool:
@@ -134,6 +142,7 @@ class Scenario:
                 "first_token_timeout_s": self.first_token_timeout_s,
                 "idle_timeout_s": self.read_timeout_s,
                 "total_timeout_s": self.total_timeout_s,
+                "retries": self.retries,
             },
             "request": {
                 "models": list(self.models),
@@ -174,6 +183,8 @@ class Scenario:
             },
             "thresholds": list(self.thresholds),
             "mock": self.mock.to_json() if self.uses_mock else None,
+            "pricing": self.pricing.to_json() if self.pricing is not None else None,
+            "sweep": self.sweep.to_json() if self.sweep is not None else None,
         }
 
 
@@ -230,6 +241,7 @@ def validate(scenario: Scenario) -> None:
     _at_least(s.max_tokens, 1, "request.max_tokens")
     _at_least(s.max_in_flight, 1, "load.max_in_flight")
     _at_least(s.min_tokens, 0, "request.min_tokens")
+    _at_least(s.retries, 0, "target.retries")
     if not s.models or any(not m.strip() for m in s.models):
         raise ScenarioError("give at least one non-empty model name", "request.models")
     if s.grace_s < 0:
@@ -404,6 +416,27 @@ def _warmup(value: Any, key_path: str) -> tuple[int, float]:
     return parse_warmup(value, key_path)
 
 
+def parse_optional_duration(value: Any, key_path: str) -> float:
+    """A duration, or 0 / "0s" for none."""
+    if isinstance(value, str | int | float) and re.fullmatch(
+        r"0+(\.0*)?\s*(ms|s|m|h)?", str(value)
+    ):
+        return 0.0
+    return parse_duration(value, key_path)
+
+
+def _levels(value: Any, key_path: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise ScenarioError(f"expected a non-empty list of numbers, found {value!r}", key_path)
+    number = _typed((int, float), "a number")
+    return tuple(number(item, f"{key_path}[{n}]") for n, item in enumerate(value))
+
+
+def _percent(value: Any, key_path: str) -> float:
+    """A percentage (90) as a fraction (0.9)."""
+    return float(_typed((int, float), "a percentage, e.g. 90")(value, key_path)) / 100
+
+
 # section -> key -> (field, converter). The file's names are the flags' names.
 _SCHEMA: dict[str, dict[str, tuple[str, Converter]]] = {
     "": {
@@ -419,6 +452,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Converter]]] = {
         "first_token_timeout": ("first_token_timeout_s", parse_duration),
         "idle_timeout": ("read_timeout_s", parse_duration),
         "total_timeout": ("total_timeout_s", parse_duration),
+        "retries": ("retries", _typed(int, "a whole number")),
     },
     "request": {
         "models": ("models", _string_list),
@@ -457,6 +491,22 @@ _SCHEMA: dict[str, dict[str, tuple[str, Converter]]] = {
         "max_cost": ("max_cost", parse_amount),
     },
     "report": {"dir": ("report_dir", _path)},
+    # onybench sweep's plan (sweep_plan.py); `onybench run` ignores it.
+    "sweep": {
+        "mode": ("mode", _choice(SWEEP_MODES)),
+        "levels": ("levels", _levels),
+        "start": ("start", _typed((int, float), "a number")),
+        "max": ("maximum", _typed((int, float), "a number")),
+        "factor": ("factor", _typed((int, float), "a number")),
+        "hold": ("hold_s", parse_duration),
+        "warmup": ("warmup_s", parse_optional_duration),
+        "search": ("search", _typed(bool, "true or false")),
+        "resolution": ("resolution", _typed((int, float), "a number")),
+        "slos": ("slos", _thresholds),
+        "target": ("target", _percent),
+        "knee_gain": ("knee_gain", _typed((int, float), "a number")),
+        "knee_ttft_factor": ("knee_ttft_factor", _typed((int, float), "a number")),
+    },
 }
 
 
@@ -504,9 +554,12 @@ def scenario_from_dict(
 ) -> Scenario:
     values: dict[str, Any] = {"name": default_name}
     prompt_values: dict[str, Any] | None = None
+    sweep_values: dict[str, Any] | None = None
     for key, value in document.items():
         if key == "mock":
             values["mock"] = _mock_config(value)
+        elif key == "pricing":
+            values["pricing"] = parse_pricing(value)
         elif key in _SCHEMA and key != "":
             if not isinstance(value, dict):
                 raise ScenarioError(f"expected a [{key}] table, found {value!r}", key)
@@ -516,6 +569,9 @@ def scenario_from_dict(
                 if key == "prompts":
                     prompt_values = prompt_values or {}
                     prompt_values[field_name] = converted
+                elif key == "sweep":
+                    sweep_values = sweep_values or {}
+                    sweep_values[field_name] = converted
                 elif field_name == "warmup":
                     values["warmup_requests"], values["warmup_s"] = converted
                 else:
@@ -525,6 +581,8 @@ def scenario_from_dict(
             values[field_name] = convert(value, key)
     if prompt_values is not None:
         values["prompt_source"] = _prompt_source(prompt_values, base_dir)
+    if sweep_values is not None:
+        values["sweep"] = SweepPlan(**sweep_values)
     scenario = Scenario(**values)
     validate(scenario)
     return scenario
@@ -557,7 +615,7 @@ def _lookup(section: str, key: str) -> tuple[str, Converter]:
     if key in known:
         return known[key]
     candidates = list(known) + (
-        [name for name in _SCHEMA if name] + ["mock"] if not section else []
+        [name for name in _SCHEMA if name] + ["mock", "pricing"] if not section else []
     )
     suggestion = difflib.get_close_matches(key, candidates, n=1)
     hint = f"; did you mean {suggestion[0]!r}?" if suggestion else ""

@@ -18,6 +18,9 @@ Errors are httpx's own (``httpx.ConnectError``, ``httpx.ReadTimeout``, ...), map
 trio, OSError, ssl and h11 errors in one place, ``_raise_mapped``; each carries the
 request. The client turns them into onybench's ``TargetError``s.
 
+Request extensions: ``BODY_READ_TIMEOUT`` (``"onybench.body_read_timeout"``), the read
+timeout for the body alone, for a caller that bounds the body's silences itself.
+
 Extensions on every response:
 - ``"http_version"``: ``b"HTTP/1.1"`` (or ``b"HTTP/1.0"`` if the server says so).
 - ``"reason_phrase"``: bytes, as sent by the server.
@@ -38,7 +41,13 @@ import h11
 import httpx
 import trio
 
-__all__ = ["LeanTransport"]
+from onybench.wire.chunked_body import ChunkedBodyDecoder, ChunkedBodyError
+
+__all__ = ["BODY_READ_TIMEOUT", "LeanTransport"]
+
+# A request extension: the read timeout for the body alone (seconds, or None for none),
+# for a caller that bounds the body's silences itself; the head keeps the read timeout.
+BODY_READ_TIMEOUT = "onybench.body_read_timeout"
 
 # One receive_some asks for up to this much. SSE events are small, so a read normally
 # returns whatever one server write put on the wire; the cap only matters for big bodies.
@@ -54,6 +63,9 @@ _Phase = Literal["connect", "write", "read"]
 
 # The unbounded "timeout" httpx means by None; trio wants a number.
 _NO_DEADLINE = float("inf")
+# A pooled connection found closed sooner than this after its response was not
+# timed out by the server's keep-alive (seconds at the least): it was closed on purpose.
+_PROMPT_CLOSE_S = 1.0
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
@@ -73,12 +85,24 @@ class LeanTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, *, verify: bool | ssl.SSLContext = True) -> None:
-        self._ssl_context = _make_ssl_context(verify)
+        self._verify = verify
+        # Built at the first https connection: loading the system's CAs takes ~10 ms,
+        # wasted on the plain-http targets (the mock, local servers) most runs use.
+        self._ssl_context: ssl.SSLContext | None = None
         # Idle connections per origin; the last one released is the first reused, so the
         # warmest connection goes out and the coldest ones age out at the server.
         # No lock: trio runs every task on one thread and nothing below awaits between
         # reading and writing this dict, so no task can see it half-updated.
         self._idle: dict[_Origin, list[_Connection]] = {}
+        # Origins seen closing a connection right after a response while announcing
+        # keep-alive (llama.cpp's server): their connections are never pooled again,
+        # since a request sent on one races the close and is lost.
+        self._closes_after_response: set[_Origin] = set()
+        # Until one reused connection to an origin has been answered, only one request
+        # at a time may try reuse (the probe); the others open connections. So a server
+        # that closes after every response costs one lost request, not one per stream.
+        self._keeps_alive: set[_Origin] = set()
+        self._probing: set[_Origin] = set()
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -91,6 +115,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise RuntimeError("LeanTransport is closed")
         timeouts = request.extensions.get("timeout") or {}
         read_timeout: float | None = timeouts.get("read")
+        body_read_timeout: float | None = request.extensions.get(BODY_READ_TIMEOUT, read_timeout)
         url = request.url
         port = url.port or _DEFAULT_PORTS.get(url.raw_scheme)
         if port is None:
@@ -117,18 +142,33 @@ class LeanTransport(httpx.AsyncBaseTransport):
             try:
                 head = await _receive_head(conn, read_timeout)
             except Exception as exc:
+                if connect_ns is None and not isinstance(exc, trio.TooSlowError):
+                    # A reused connection closed before any answer: the server closes
+                    # after responses. This request is lost (and classified); the next
+                    # ones get connections of their own.
+                    self._closes_after_response.add(origin)
                 if write_error is not None:
                     _raise_mapped(write_error, "write", request)
                 _raise_mapped(exc, "read", request)
         except BaseException:
             # Cancelled too: a half-done exchange leaves the connection unusable.
             conn.close()
+            self._probing.discard(origin)
             raise
+        if connect_ns is None and origin in self._probing:
+            # The first reused connection was answered: this server keeps them.
+            self._probing.discard(origin)
+            self._keeps_alive.add(origin)
 
+        body: _H11Body | _ChunkedBody
+        if _is_chunked(request, head):
+            body = _ChunkedBody(self, conn, request, body_read_timeout)
+        else:
+            body = _H11Body(self, conn, request, body_read_timeout)
         return httpx.Response(
             head.status_code,
             headers=head.headers.raw_items(),
-            stream=_ResponseBody(self, conn, request, read_timeout),
+            stream=body,
             extensions={
                 "http_version": b"HTTP/" + head.http_version,
                 "reason_phrase": head.reason,
@@ -147,6 +187,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
     def _checkout(self, origin: _Origin) -> _Connection | None:
         """An idle connection to `origin` the server has not closed, or None."""
         idle = self._idle.get(origin)
+        if origin not in self._keeps_alive and origin in self._probing:
+            return None
         while idle:
             conn = idle.pop()
             # An idle connection has nothing to say: if its socket is readable, the server
@@ -154,25 +196,23 @@ class LeanTransport(httpx.AsyncBaseTransport):
             # response while announcing keep-alive; a request sent there would be lost.
             if _is_readable(conn.socket):
                 conn.close()
+                if trio.current_time() - conn.released_at < _PROMPT_CLOSE_S:
+                    self._closes_after_response.add(origin)
                 continue
+            if origin not in self._keeps_alive:
+                self._probing.add(origin)
             return conn
         return None
 
-    def _release(self, conn: _Connection) -> None:
+    def _release(self, conn: _Connection, reusable: bool) -> None:
         """Called once the body was read to its end: pool `conn` if it can be reused."""
-        h11_conn = conn.h11
-        if (
-            not self._closed
-            and h11_conn.our_state is h11.DONE
-            and h11_conn.their_state is h11.DONE
-            # Bytes beyond the response would be read as the next response's start.
-            and not h11_conn.trailing_data[0]
-        ):
-            h11_conn.start_next_cycle()
+        if reusable and _is_readable(conn.socket):
+            # EOF already, right behind the response's last byte.
+            self._closes_after_response.add(conn.origin)
+        if reusable and not self._closed and conn.origin not in self._closes_after_response:
+            conn.released_at = trio.current_time()
             self._idle.setdefault(conn.origin, []).append(conn)
         else:
-            # MUST_CLOSE (``Connection: close``, HTTP/1.0) or a response sent before our
-            # request was complete.
             conn.close()
 
     async def _connect(
@@ -188,6 +228,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 tcp_stream = await trio.open_tcp_stream(host, port)
                 stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = tcp_stream
                 if scheme == b"https":
+                    if self._ssl_context is None:
+                        self._ssl_context = _make_ssl_context(self._verify)
                     tls_stream = trio.SSLStream(
                         tcp_stream,
                         self._ssl_context,
@@ -216,7 +258,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
 class _Connection:
     """One socket, its h11 state machine, and the origin it belongs to."""
 
-    __slots__ = ("h11", "origin", "socket", "stream")
+    __slots__ = ("h11", "origin", "released_at", "socket", "stream")
 
     def __init__(
         self,
@@ -228,6 +270,7 @@ class _Connection:
         self.socket = socket
         self.origin = origin
         self.h11 = h11.Connection(our_role=h11.CLIENT)
+        self.released_at = 0.0  # trio time it last went back to the pool
 
     def close(self) -> None:
         """Close the socket now.
@@ -240,8 +283,8 @@ class _Connection:
         self.socket.close()
 
 
-class _ResponseBody(httpx.AsyncByteStream):
-    """The response body: one ``bytes`` per socket read, as soon as it is parsed.
+class _Body(httpx.AsyncByteStream):
+    """A response body: one ``bytes`` per socket read, as soon as it is decoded.
 
     All the body data one read brought (several chunked-encoding frames, i.e.
     several SSE events, when the server's writes were coalesced on the way) is
@@ -250,7 +293,7 @@ class _ResponseBody(httpx.AsyncByteStream):
 
     Iterates by ``__anext__`` rather than an async generator: no generator frame to
     suspend per chunk, and no unfinished generator left for the GC to close in an
-    arbitrary context when a caller stops early.
+    arbitrary context when a caller stops early. Subclasses decode: `_next_data`.
     """
 
     def __init__(
@@ -273,7 +316,7 @@ class _ResponseBody(httpx.AsyncByteStream):
         if conn is None:
             raise StopAsyncIteration
         try:
-            event = await _receive_event(conn, self._read_timeout)
+            data = await self._next_data(conn)
         except Exception as exc:
             self._conn = None
             conn.close()
@@ -284,9 +327,27 @@ class _ResponseBody(httpx.AsyncByteStream):
             self._conn = None
             conn.close()
             raise
-        if type(event) is not h11.Data:
-            self._finish(conn, event)
+        if data is None:
             raise StopAsyncIteration
+        return data
+
+    async def _next_data(self, conn: _Connection) -> bytes | None:
+        """The body bytes of the next read(s), never empty; None at the end (released)."""
+        raise NotImplementedError
+
+    def _finish(self, conn: _Connection, reusable: bool) -> None:
+        self._conn = None
+        self._transport._release(conn, reusable)
+
+
+class _H11Body(_Body):
+    """A body h11 frames: ``Content-Length``, or read until the server closes."""
+
+    async def _next_data(self, conn: _Connection) -> bytes | None:
+        event = await _receive_event(conn, self._read_timeout)
+        if type(event) is not h11.Data:
+            self._finish_h11(conn, event)
+            return None
         # h11 hands out a fresh bytearray; bytes() makes it the immutable type every
         # consumer expects, for one small copy per read.
         data = bytes(event.data)
@@ -300,7 +361,7 @@ class _ResponseBody(httpx.AsyncByteStream):
             elif event is h11.NEED_DATA:
                 break
             else:
-                self._finish(conn, event)
+                self._finish_h11(conn, event)
                 break
         return data
 
@@ -319,14 +380,100 @@ class _ResponseBody(httpx.AsyncByteStream):
                 event = conn.h11.next_event()
         except h11.RemoteProtocolError:
             event = h11.NEED_DATA
-        self._finish(conn, event)
+        self._finish_h11(conn, event)
 
-    def _finish(self, conn: _Connection, event: object) -> None:
-        self._conn = None
-        if type(event) is h11.EndOfMessage:
-            self._transport._release(conn)
+    def _finish_h11(self, conn: _Connection, event: object) -> None:
+        h11_conn = conn.h11
+        reusable = (
+            type(event) is h11.EndOfMessage
+            and h11_conn.our_state is h11.DONE
+            and h11_conn.their_state is h11.DONE
+            # Bytes beyond the response would be read as the next response's start.
+            and not h11_conn.trailing_data[0]
+        )
+        if reusable:
+            h11_conn.start_next_cycle()
+        # Else MUST_CLOSE (``Connection: close``, HTTP/1.0), a response sent before our
+        # request was complete, or a body not read to its end.
+        self._finish(conn, reusable)
+
+
+class _ChunkedBody(_Body):
+    """A chunked body, decoded by `ChunkedBodyDecoder` rather than h11 (the hot path).
+
+    h11 parsed the head and still holds the bytes that came with it; they are the
+    body's first bytes. h11 never sees the rest, so a reused connection gets a fresh
+    h11 state machine.
+    """
+
+    def __init__(
+        self,
+        transport: LeanTransport,
+        conn: _Connection,
+        request: httpx.Request,
+        read_timeout: float | None,
+    ) -> None:
+        super().__init__(transport, conn, request, read_timeout)
+        self._decoder = ChunkedBodyDecoder()
+        self._early, at_eof = conn.h11.trailing_data
+        # Whether the connection can carry another request once the body has ended:
+        # h11 turns our DONE into MUST_CLOSE when either side's head said
+        # ``Connection: close`` (or HTTP/1.0), and leaves it at SEND_BODY when the
+        # server answered before our request was complete.
+        self._keep_alive = conn.h11.our_state is h11.DONE and not at_eof
+
+    async def _next_data(self, conn: _Connection) -> bytes | None:
+        decoder = self._decoder
+        while True:
+            if self._early:
+                data, self._early = self._early, b""
+            else:
+                if self._read_timeout is None:  # the common case: one coroutine less
+                    received = await conn.stream.receive_some(_READ_SIZE)
+                else:
+                    received = await _receive_some(conn, self._read_timeout)
+                if not received:
+                    raise ChunkedBodyError(
+                        "incomplete body: server closed the connection mid-response"
+                    )
+                # Every consumer expects bytes; a TLS read may be a bytearray.
+                data = received if type(received) is bytes else bytes(received)
+            body = decoder.feed(data)
+            if decoder.done:
+                self._end(conn)
+                return body or None
+            if body:
+                return body
+
+    async def aclose(self) -> None:
+        """Pool the connection if the whole body came with the head, else close it."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            if self._early:
+                self._decoder.feed(self._early)
+        except ChunkedBodyError:
+            pass
+        if self._decoder.done:
+            self._end(conn)
         else:
-            conn.close()
+            self._finish(conn, False)
+
+    def _end(self, conn: _Connection) -> None:
+        # Bytes beyond the body would be read as the next response's start.
+        reusable = self._keep_alive and not self._decoder.unused
+        if reusable:
+            conn.h11 = h11.Connection(our_role=h11.CLIENT)
+        self._finish(conn, reusable)
+
+
+def _is_chunked(request: httpx.Request, head: h11.Response) -> bool:
+    """Whether the response has a chunked body (h11's framing rules, RFC 9112 §6.3)."""
+    if request.method == "HEAD" or head.status_code in (204, 304):
+        return False
+    # h11 accepts no transfer coding but chunked, so any Transfer-Encoding means chunked.
+    return any(name == b"transfer-encoding" for name, _ in head.headers)
 
 
 async def _send_request(conn: _Connection, request: httpx.Request, timeout: float | None) -> None:
@@ -396,13 +543,8 @@ async def _receive_head(conn: _Connection, read_timeout: float | None) -> h11.Re
 
 
 async def _receive_event(conn: _Connection, read_timeout: float | None) -> object:
-    """The next h11 event, reading from the socket when h11 needs data (httpcore's shape).
-
-    This is the per-chunk hot path: no allocation besides the read buffer, and a cancel
-    scope only when there is a read timeout.
-    """
+    """The next h11 event, reading from the socket when h11 needs data (httpcore's shape)."""
     h11_conn = conn.h11
-    stream = conn.stream
     at_eof = False
     while True:
         try:
@@ -415,15 +557,7 @@ async def _receive_event(conn: _Connection, read_timeout: float | None) -> objec
             raise
         if event is not h11.NEED_DATA:
             return event
-        if read_timeout is None:
-            data = await stream.receive_some(_READ_SIZE)
-        else:
-            # A fresh scope per read: a deadline cannot span the yields between chunks,
-            # and it restarts with each read, which is what a read timeout means.
-            with trio.CancelScope(deadline=trio.current_time() + read_timeout) as scope:
-                data = await stream.receive_some(_READ_SIZE)
-            if scope.cancelled_caught:
-                raise trio.TooSlowError
+        data = await _receive_some(conn, read_timeout)
         if not data:
             if h11_conn.their_state is h11.SEND_RESPONSE:
                 raise h11.RemoteProtocolError("server disconnected without sending a response")
@@ -433,13 +567,31 @@ async def _receive_event(conn: _Connection, read_timeout: float | None) -> objec
         h11_conn.receive_data(data)  # type: ignore[arg-type]
 
 
+async def _receive_some(conn: _Connection, read_timeout: float | None) -> bytes | bytearray:
+    """One socket read: whatever has arrived, up to _READ_SIZE; b"" at EOF.
+
+    The per-chunk hot path: no allocation besides the read buffer, and a cancel scope
+    only when there is a read timeout. (SSLStream may hand out a bytearray.)
+    """
+    if read_timeout is None:
+        return await conn.stream.receive_some(_READ_SIZE)
+    # A fresh scope per read: a deadline cannot span the yields between chunks,
+    # and it restarts with each read, which is what a read timeout means.
+    with trio.CancelScope(deadline=trio.current_time() + read_timeout) as scope:
+        data = await conn.stream.receive_some(_READ_SIZE)
+    if scope.cancelled_caught:
+        raise trio.TooSlowError
+    return data
+
+
 def _raise_mapped(exc: Exception, phase: _Phase, request: httpx.Request) -> NoReturn:
     """Raise the httpx exception for `exc`, caught during `phase` of `request`: the one map.
 
     Most specific first:
         httpx.HTTPError           re-raised as it is
         trio.TooSlowError         ConnectTimeout / WriteTimeout / ReadTimeout
-        h11.RemoteProtocolError   RemoteProtocolError (bad HTTP, EOF before or mid-response)
+        h11.RemoteProtocolError,
+        ChunkedBodyError          RemoteProtocolError (bad HTTP, EOF before or mid-response)
         h11.LocalProtocolError    LocalProtocolError (a request h11 cannot send)
         OSError (ssl.SSLError, refused, reset, DNS), trio.BrokenResourceError,
         trio.ClosedResourceError  ConnectError / WriteError / ReadError
@@ -455,7 +607,7 @@ def _raise_mapped(exc: Exception, phase: _Phase, request: httpx.Request) -> NoRe
             "read": httpx.ReadTimeout,
         }[phase]
         mapped = timeout_error(f"{phase} timed out", request=request)
-    elif isinstance(exc, h11.RemoteProtocolError):
+    elif isinstance(exc, (h11.RemoteProtocolError, ChunkedBodyError)):
         mapped = httpx.RemoteProtocolError(str(exc), request=request)
     elif isinstance(exc, h11.LocalProtocolError):
         mapped = httpx.LocalProtocolError(str(exc), request=request)

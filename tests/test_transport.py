@@ -32,7 +32,7 @@ import httpx
 import pytest
 import trio
 
-from onybench.transport import LeanTransport
+from onybench.transport import BODY_READ_TIMEOUT, LeanTransport
 
 # A self-signed certificate for IP 127.0.0.1, valid 2000-2100, so https tests need no
 # network and no certificate tooling.
@@ -357,6 +357,103 @@ async def test_bytes_after_the_response_keep_the_connection_out_of_the_pool() ->
     assert first_body == [b"ok"]
 
 
+async def test_chunked_body_with_extensions_and_trailers_is_decoded_and_the_connection_reused() -> (
+    None
+):
+    async def script(side: ServerSide) -> None:
+        while await side.read_request() is not None:
+            await side.send_raw(
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
+            )
+            side.h11 = h11.Connection(our_role=h11.SERVER)  # it did not see the raw answer
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        _, first_body = await fetch(transport, server.url())
+        second, second_body = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert b"".join(first_body) == b"".join(second_body) == b"hello world"
+    assert second.extensions["onybench.connect_ns"] is None
+    assert len(server.connections) == 1
+
+
+async def test_chunked_body_with_connection_close_is_not_reused() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send_raw(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            b"2\r\nok\r\n0\r\n\r\n"
+        )
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        _, first_body = await fetch(transport, server.url())
+        second, second_body = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert first_body == second_body == [b"ok"]
+    assert second.extensions["onybench.connect_ns"] is not None
+    assert len(server.connections) == 2
+
+
+async def test_bytes_after_a_chunked_body_keep_the_connection_out_of_the_pool() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send_raw(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nJUNK"
+        )
+        await side.wait_until_client_closes()
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        _, body = await fetch(transport, server.url())
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        await transport.aclose()
+
+    assert body == [b"ok"]
+
+
+async def test_malformed_chunk_size_raises_remote_protocol_error_and_closes() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head(), h11.Data(data=SSE_EVENTS[0]))
+        await side.send_raw(b"zz\r\n")
+        await side.wait_until_client_closes()
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response = await transport.handle_async_request(make_request(server.url()))
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        stream = aiter(response.stream)
+        assert await anext(stream) == SSE_EVENTS[0]
+        with pytest.raises(httpx.RemoteProtocolError, match="malformed chunk size line b'zz"):
+            await anext(stream)
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        await transport.aclose()
+
+
+async def test_body_read_timeout_extension_none_leaves_the_body_without_one() -> None:
+    # The head keeps the read timeout; the body's silences are the caller's to bound.
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head(), h11.Data(data=SSE_EVENTS[0]))
+        await trio.sleep(3 * SHORT_TIMEOUT_S)
+        await side.send(h11.Data(data=SSE_EVENTS[2]), h11.EndOfMessage())
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        request = make_request(server.url(), read_s=SHORT_TIMEOUT_S)
+        request.extensions[BODY_READ_TIMEOUT] = None
+        _, body = await fetch_with(transport, request)
+        await transport.aclose()
+
+    assert body == [SSE_EVENTS[0], SSE_EVENTS[2]]
+
+
 async def test_interim_100_continue_is_skipped_for_the_final_response() -> None:
     async def script(side: ServerSide) -> None:
         await side.read_request()
@@ -386,23 +483,30 @@ async def test_http_1_0_body_read_until_close_ends_cleanly() -> None:
     assert response.extensions["http_version"] == b"HTTP/1.0"
 
 
-async def test_concurrent_requests_open_a_connection_each_and_the_next_wave_reuses_them() -> None:
+async def test_concurrent_requests_open_a_connection_each_and_later_waves_reuse_them() -> None:
+    """Reuse starts with one probe: until a reused connection has been answered, the
+    others open connections of their own (a server that closes after every response
+    then costs one request, not one per stream); after it, every request reuses."""
     wave_size = 10
-    arrived = [0, 0]
-    all_arrived = [trio.Event(), trio.Event()]
+    waves = (wave_size, 1, wave_size)  # concurrent requests; the middle one is the probe
+    arrived = [0] * len(waves)
+    all_arrived = [trio.Event() for _ in waves]
+
+    # The wave a request belongs to, by its number among all requests on all connections.
+    wave_of = [wave for wave, size in enumerate(waves) for _ in range(size)]
+    requests_seen = [0]
 
     async def script(side: ServerSide) -> None:
-        for wave in range(2):
-            if await side.read_request() is None:
-                return
+        while await side.read_request() is not None:
+            wave = wave_of[requests_seen[0]]
+            requests_seen[0] += 1
             arrived[wave] += 1
-            if arrived[wave] == wave_size:
+            if arrived[wave] == waves[wave]:
                 all_arrived[wave].set()
             await all_arrived[wave].wait()  # answer only once the whole wave is in flight
             await side.respond()
-        await side.wait_until_client_closes()
 
-    connect_ns: list[list[int | None]] = [[], []]
+    connect_ns: list[list[int | None]] = [[] for _ in waves]
 
     async with serving(script) as server:
         transport = LeanTransport()
@@ -412,15 +516,16 @@ async def test_concurrent_requests_open_a_connection_each_and_the_next_wave_reus
             assert body == [b"ok"]
             connect_ns[wave].append(response.extensions["onybench.connect_ns"])
 
-        for wave in range(2):
+        for wave, size in enumerate(waves):
             with trio.fail_after(5):
                 async with trio.open_nursery() as nursery:
-                    for _ in range(wave_size):
+                    for _ in range(size):
                         nursery.start_soon(one_request, wave)
         await transport.aclose()
 
     assert all(isinstance(ns, int) for ns in connect_ns[0])
-    assert connect_ns[1] == [None] * wave_size
+    assert connect_ns[1] == [None]
+    assert connect_ns[2] == [None] * wave_size
     assert len(server.connections) == wave_size
 
 

@@ -56,6 +56,25 @@ class RequestRecord:
     stage: str | None = None
     prompt_tokens_requested: int | None = None  # the prompt's estimated length
     max_tokens_requested: int | None = None
+    # What the server did (the report's server profile): data events received,
+    # whether `[DONE]` came, whether the first event was a token-less (role) chunk,
+    # whether it sent a `timings` object.
+    events: int = 0
+    done: bool = False
+    role_first: bool = False
+    server_timings: bool = False
+    # Each token-bearing chunk's token count, when the server sent a running usage
+    # in every chunk (vLLM's continuous_usage_stats); empty otherwise.
+    chunk_tokens: tuple[int, ...] = ()
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens
+    reasoning_tokens: int | None = None  # usage.completion_tokens_details.reasoning_tokens
+    # "server" (the API's cost object), "usage_cost" (a proxy's usage.cost estimate)
+    # or "pricing" (the scenario's price table applied to the usage); None: no cost.
+    cost_source: str | None = None
+    # Attempts that failed and were sent again (only with --retries), and the
+    # Retry-After the last 429 or 503 asked for, in seconds.
+    retries: int = 0
+    retry_after_s: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -100,11 +119,17 @@ class RequestRecord:
 
     @property
     def itl_per_token_ns(self) -> list[float]:
-        """Each ITL gap ÷ the mean tokens per chunk; empty unless chunks carry several tokens.
+        """Each ITL gap ÷ the tokens per chunk; empty unless chunks carry several tokens.
 
-        Only the stream's total usage is known, so every chunk is assumed to carry
-        the mean number of tokens: the figure is labelled an estimate in reports.
+        With a running usage in every chunk the gap is divided by the later
+        chunk's own token count (exact). Otherwise only the total usage is known
+        and every chunk is assumed to carry the mean: reports label that an estimate.
         """
+        counts = self.chunk_tokens
+        if counts and len(counts) == len(self.token_times_ns):
+            if max(counts) <= 1:
+                return []
+            return [gap / n for gap, n in zip(self.itl_ns, counts[1:], strict=True) if n > 0]
         per_chunk = self.tokens_per_chunk
         if per_chunk is None:
             return []
@@ -162,4 +187,5 @@ class RequestRecord:
         if fields.get("cost_amount") is not None:
             fields["cost_amount"] = Decimal(fields["cost_amount"])
         fields["token_times_ns"] = tuple(fields.get("token_times_ns", ()))
+        fields["chunk_tokens"] = tuple(fields.get("chunk_tokens", ()))
         return cls(**fields)

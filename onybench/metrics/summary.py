@@ -55,6 +55,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from onybench.metrics.histogram import Histogram
+from onybench.metrics.profile import ServerProfile
 from onybench.metrics.record import RequestRecord
 
 # name -> (display unit, stored units per display unit). Latencies: µs stored,
@@ -127,10 +128,12 @@ class GroupMetrics:
     first_start_ns: int | None = None
     last_end_ns: int | None = None
     histograms: dict[str, Histogram] = field(default_factory=_new_histograms)
+    profile: ServerProfile = field(default_factory=ServerProfile)
 
     def add(self, record: RequestRecord) -> None:
         """Fold one request in."""
         self.requests += 1
+        self.profile.add(record)
         self.first_start_ns = _min_or_none(self.first_start_ns, record.start_ns)
         self.last_end_ns = _max_or_none(self.last_end_ns, record.end_ns)
         if record.cost_amount is not None:
@@ -186,6 +189,7 @@ class GroupMetrics:
         self.last_end_ns = _max_or_none(self.last_end_ns, other.last_end_ns)
         for name, histogram in self.histograms.items():
             histogram.merge(other.histograms[name])
+        self.profile.merge(other.profile)
 
     def _add_cost(self, currency: str, amount: Decimal) -> None:
         # Decimal addition is exact up to 28 significant digits, far beyond any bill.
@@ -266,6 +270,7 @@ class GroupMetrics:
                 name: {"encoded": histogram.encode(), "overflow": histogram.overflow_count}
                 for name, histogram in self.histograms.items()
             },
+            "profile": self.profile.to_json(),
         }
 
     @classmethod
@@ -294,6 +299,8 @@ class GroupMetrics:
                 )
                 for name, (unit, scale) in HISTOGRAM_UNITS.items()
             },
+            # Reports written before the server profile existed have none.
+            profile=ServerProfile.from_json(data.get("profile", {})),
         )
 
 

@@ -1,7 +1,8 @@
 """The mock's ASGI application: routes, faults, and every send on an absolute deadline.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``.
-Content chunk j of a response is sent at ``received + plan.chunk_offsets_ns[j]``,
+Content chunk j of a response is sent at ``received + plan.chunk_offsets_ns[j]``
+(with the server model on, when `slots.ChunkSchedule` says, computed at send time),
 awaited with `trio.sleep_until` so that a late wake-up never delays the later
 chunks; the role chunk goes out on receipt, usage and ``[DONE]`` right after the
 last content chunk.
@@ -29,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
+import orjson
 import trio
 
 from onybench.mock.config import MockConfig
@@ -42,6 +44,7 @@ from onybench.mock.plan import (
     plan_response,
 )
 from onybench.mock.sendlog import SendLog, SendRecord
+from onybench.mock.slots import BatchSlots, ChunkSchedule
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -69,6 +72,9 @@ class MockApp:
         self._send_log = send_log
         # Completion requests numbered in arrival order: the seed of each one's RNG.
         self._arrivals = itertools.count()
+        # Digests of the prompts seen so far (config.prompt_cache).
+        self._prompt_cache: set[bytes] = set()
+        self._slots = BatchSlots(config.batch_slots, config.itl_load_factor)
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -79,6 +85,7 @@ class MockApp:
             received_ns = time.perf_counter_ns()
             received = trio.current_time()
             exchange = _Exchange(scope["path"], received_ns, send)
+            exchange.client_port = (scope.get("client") or (None, None))[1]
             try:
                 await self._answer(scope, receive, exchange, received)
             finally:
@@ -131,7 +138,18 @@ class MockApp:
         except BadRequest as error:
             await exchange.error(400, str(error), "invalid_request_error", None)
             return
-        plan = plan_response(self._config, request, next(self._arrivals))
+        dialect = self._config.profile
+        if dialect.strict_fields and request.unknown_fields:
+            await exchange.error(
+                400,
+                f"Unrecognized request argument supplied: {', '.join(request.unknown_fields)}",
+                "invalid_request_error",
+                None,
+            )
+            return
+        cache_hit = self._config.prompt_cache and request.prompt_key in self._prompt_cache
+        self._prompt_cache.add(request.prompt_key)
+        plan = plan_response(self._config, request, next(self._arrivals), cache_hit=cache_hit)
         exchange.model = request.model
         exchange.stream = request.stream
         exchange.fault = plan.fault
@@ -148,17 +166,57 @@ class MockApp:
         if plan.fault == "http_500":
             await exchange.error(500, "The server had an error (mock fault).", "server_error", 500)
             return
+        if plan.context_overflow:
+            await self._refuse_overflow(exchange, plan)
+            return
         encoder = ResponseEncoder(
-            request, plan, exchange.id, int(time.time()), self._config.currency
+            request, plan, exchange.id, int(time.time()), self._config.currency, dialect
         )
         respond = self._stream if request.stream else self._whole
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope, exchange)
-            await respond(exchange, encoder, plan, received)
+            # Waits for a batch slot (queued, when the server model has them).
+            async with self._slots.serve(received, plan.chunk_offsets_ns) as schedule:
+                await respond(exchange, encoder, plan, schedule)
             nursery.cancel_scope.cancel()
 
+    async def _refuse_overflow(self, exchange: _Exchange, plan: ResponsePlan) -> None:
+        """A prompt too long for the context window, refused the dialect's way."""
+        window = self._config.context_tokens
+        style = self._config.profile.context_error
+        if style == "empty_body":
+            # llama-cpp-python: 200, an event-stream with no event at all, then the end.
+            await exchange.start(200, _SSE_HEADERS)
+            await exchange.end()
+        elif style == "llamacpp":
+            body = orjson.dumps(
+                {
+                    "error": {
+                        "code": 400,
+                        "message": "the request exceeds the available context size, "
+                        "try increasing it",
+                        "type": "exceed_context_size_error",
+                        "n_prompt_tokens": plan.prompt_tokens,
+                        "n_ctx": window,
+                    }
+                }
+            )
+            await exchange.json(400, body)
+        else:
+            await exchange.error(
+                400,
+                f"This model's maximum context length is {window} tokens; the prompt has "
+                f"{plan.prompt_tokens} and max_tokens asks for more than the rest.",
+                "invalid_request_error",
+                "context_length_exceeded",
+            )
+
     async def _stream(
-        self, exchange: _Exchange, encoder: ResponseEncoder, plan: ResponsePlan, received: float
+        self,
+        exchange: _Exchange,
+        encoder: ResponseEncoder,
+        plan: ResponsePlan,
+        schedule: ChunkSchedule,
     ) -> None:
         config = self._config
         stamp = config.stamp_chunks
@@ -175,8 +233,11 @@ class MockApp:
             "stream_error": len(chunks) // 2,
             "cut": config.cut_after_chunks,
         }.get(fault or "")
+        ping_every = config.ping_every
         for j, chunk in enumerate(chunks):
-            await trio.sleep_until(received + plan.chunk_offsets_ns[j] / 1e9)
+            await trio.sleep_until(schedule.due(j))
+            if ping_every and j and j % ping_every == 0:
+                await exchange.body(b": ping\n\n")
             if j == fault_at:
                 if fault == "malformed_chunk":
                     await exchange.body(sse(encoder.malformed_chunk()))
@@ -191,21 +252,29 @@ class MockApp:
             exchange.token_send_start_ns.append(start_ns)
             sent_ns = await exchange.body(sse(chunk, start_ns if stamp else None))
             exchange.token_sent_ns.append(sent_ns)
-            exchange.output_tokens = min((j + 1) * config.tokens_per_chunk, plan.output_tokens)
+            exchange.output_tokens += plan.chunk_tokens[j]
         if fault == "cut":  # cut_after_chunks >= the number of chunks: cut after the last
             return
-        if plan.usage:
-            await exchange.body(sse(encoder.usage_chunk(), _stamp(stamp)))
+        dialect = encoder.dialect
+        if dialect.finish_apart and fault != "no_finish":
+            await exchange.body(sse(encoder.finish_chunk(), _stamp(stamp)))
+        if plan.usage and fault != "no_finish":
+            if dialect.usage_place != "finish_chunk":  # else it went with the finish chunk
+                await exchange.body(sse(encoder.usage_chunk(), _stamp(stamp)))
             exchange.cost = None if plan.cost is None else decimal_text(plan.cost)
-        if fault not in ("no_done", "no_finish"):
+        if dialect.done and fault not in ("no_done", "no_finish"):
             await exchange.body(DONE)
         await exchange.end()
 
     async def _whole(
-        self, exchange: _Exchange, encoder: ResponseEncoder, plan: ResponsePlan, received: float
+        self,
+        exchange: _Exchange,
+        encoder: ResponseEncoder,
+        plan: ResponsePlan,
+        schedule: ChunkSchedule,
     ) -> None:
         # The same latency as a stream: the body is due with the last chunk.
-        await trio.sleep_until(received + plan.chunk_offsets_ns[-1] / 1e9)
+        await trio.sleep_until(schedule.last_due())
         # Noted before the send: the write happens inside it, but so do
         # hypercorn's keep-alive steps, where a server shutdown may cancel us.
         exchange.output_tokens = plan.output_tokens
@@ -219,6 +288,7 @@ class _Exchange:
     __slots__ = (
         "_send",
         "client_disconnected",
+        "client_port",
         "cost",
         "end_ns",
         "fault",
@@ -253,6 +323,7 @@ class _Exchange:
         # True once the message that ends the response is on its way.
         self.finished = False
         self.client_disconnected = False
+        self.client_port: int | None = None
 
     async def start(self, status: int, headers: Headers) -> None:
         """Send the status line and headers (hypercorn writes them at once)."""
@@ -319,6 +390,7 @@ class _Exchange:
             cost=self.cost,
             currency=currency,
             client_disconnected=self.client_disconnected,
+            client_port=self.client_port,
         )
 
 

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal, get_args
 
 from onybench.errors import ScenarioError
+from onybench.mock.dialects import DIALECTS, Dialect
 
 Timing = Literal["fixed", "uniform", "normal", "exponential"]
 
@@ -43,6 +44,14 @@ class MockConfig:
     deviation `jitter_ms`) or ``exponential`` (mean = the value, `jitter_ms`
     ignored); a negative draw counts as 0.
 
+    Server model (off by default; see `onybench.mock.slots`): with
+    ``batch_slots = S > 0`` at most S requests are generated at once, the rest
+    wait first-come first-served, and their TTFT is the wait plus ``ttft_ms``.
+    With ``itl_load_factor = k > 0`` each gap after the first content chunk is
+    ``drawn_gap * (1 + k * (active - 1))``, where ``active`` counts the
+    requests being generated (holding a slot) when the gap starts, this one
+    included. Both apply per mock process.
+
     Faults: each ``*_rate`` is the share of completion requests that get that
     fault; at most one fault per request, so the shares must sum to at most 1.
     The draw uses a RNG seeded from `seed` and the request's arrival number,
@@ -58,19 +67,37 @@ class MockConfig:
     # Per-model slowdown: the TTFT and every gap of these models are multiplied
     # by the factor (e.g. {"acme/big": 2.0} answers twice as slowly).
     latency_factors: dict[str, float] = field(default_factory=dict)
+    # The server model (see `slots`): requests beyond `batch_slots` being
+    # generated wait in a FIFO queue (0 = no limit), and every gap after the
+    # first token is the drawn gap times 1 + itl_load_factor * (active - 1),
+    # active = requests holding a slot when the gap starts. Per mock process.
+    batch_slots: int = 0
+    itl_load_factor: float = 0.0
     output_tokens: int = 128
     tokens_per_chunk: int = 1
-    # A first chat chunk with ``delta: {"role": "assistant", "content": ""}``,
-    # sent on receipt like OpenAI and vLLM do; it carries no token. (Text
-    # completions have no role, so no such chunk.)
+    # Which server's streaming to imitate (see `dialects`): where usage and cost
+    # go, how the stream ends, the opening chunk, chunking, the connection's life.
+    dialect: str = "onysoft"
+    # A first chat chunk with ``delta: {"role": "assistant", "content": ""}``
+    # (``null`` in some dialects), sent on receipt like OpenAI and vLLM do; it
+    # carries no token. (Text completions have no role, so no such chunk.)
     role_chunk: bool = True
+    # Send the dialect's cost (Onysoft's cost object, LiteLLM's usage.cost), if it has one.
     emit_cost: bool = True
     cost_per_prompt_token: Decimal = Decimal("0.0000001")
     cost_per_output_token: Decimal = Decimal("0.000001")
     currency: str = "USD"
-    # Onysoft always sends the usage chunk; OpenAI only when the request asks
-    # with ``stream_options.include_usage``. False imitates OpenAI.
-    always_usage: bool = True
+    # True: usage in every stream; False: only when the request asks with
+    # ``stream_options.include_usage`` (OpenAI's way); None: as the dialect does.
+    always_usage: bool | None = None
+    # The context window in tokens: a request whose prompt plus max_tokens exceeds
+    # it is refused the dialect's way (a 400, or llama-cpp-python's empty 200).
+    context_tokens: int | None = None
+    # A prompt seen before is reported as served from cache
+    # (usage.prompt_tokens_details.cached_tokens = its prompt tokens; 0 when new).
+    prompt_cache: bool = False
+    # An SSE comment line (``: ping``) before every n-th content chunk; 0 = none.
+    ping_every: int = 0
     # The HTTP faults answer at once with an OpenAI-style JSON error body.
     http_429_rate: float = 0.0
     http_500_rate: float = 0.0
@@ -117,13 +144,24 @@ class MockConfig:
                 'must map model names to positive factors, e.g. { "acme/big" = 2.0 }',
                 "mock.latency_factors",
             )
+        _check_int("batch_slots", self.batch_slots, minimum=0)
+        _check_factor("itl_load_factor", self.itl_load_factor)
         _check_int("output_tokens", self.output_tokens, minimum=1)
         _check_int("tokens_per_chunk", self.tokens_per_chunk, minimum=1)
         _check_int("cut_after_chunks", self.cut_after_chunks, minimum=0)
         _check_int("seed", self.seed, minimum=None)
-        for name in ("role_chunk", "emit_cost", "always_usage", "stamp_chunks"):
+        for name in ("role_chunk", "emit_cost", "prompt_cache", "stamp_chunks"):
             if not isinstance(getattr(self, name), bool):
                 raise ScenarioError("must be true or false", f"mock.{name}")
+        if self.always_usage is not None and not isinstance(self.always_usage, bool):
+            raise ScenarioError("must be true, false or absent", "mock.always_usage")
+        if self.dialect not in DIALECTS:
+            raise ScenarioError(
+                f"must be one of {', '.join(DIALECTS)}, not {self.dialect!r}", "mock.dialect"
+            )
+        if self.context_tokens is not None:
+            _check_int("context_tokens", self.context_tokens, minimum=1)
+        _check_int("ping_every", self.ping_every, minimum=0)
         for name in _COST_FIELDS:
             value = getattr(self, name)
             # Floats are refused: 0.1 is not a decimal price, and the mock's
@@ -150,6 +188,11 @@ class MockConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ScenarioError("must be a non-empty string or absent", f"mock.{name}")
+
+    @property
+    def profile(self) -> Dialect:
+        """The dialect's behaviour."""
+        return DIALECTS[self.dialect]
 
     def fault_rate(self, fault: str) -> float:
         """The share of requests that get `fault` (one of `FAULTS`)."""
@@ -195,6 +238,16 @@ def _check_duration(name: str, value: object) -> None:
         raise ScenarioError(
             f"must be a finite number of milliseconds >= 0, not {value!r}", f"mock.{name}"
         )
+
+
+def _check_factor(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ScenarioError(f"must be a finite number >= 0, not {value!r}", f"mock.{name}")
 
 
 def _check_int(name: str, value: object, *, minimum: int | None) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from onybench.mock.dialects import DIALECTS, Dialect
 from onybench.mock.plan import CompletionRequest, ResponsePlan, decimal_text
 
 DONE = b"data: [DONE]\n\n"
@@ -53,6 +54,7 @@ class ResponseEncoder:
     response_id: str
     created: int
     currency: str
+    dialect: Dialect = DIALECTS["onysoft"]
 
     def _envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -68,26 +70,53 @@ class ResponseEncoder:
 
     def role_chunk(self) -> bytes:
         """The chat chunk that opens the assistant message; it carries no token."""
-        choice = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        content = None if self.dialect.role_content_null else ""
+        delta = {"role": "assistant", "content": content}
+        choice = {"index": 0, "delta": delta, "finish_reason": None}
         return orjson.dumps(self._envelope("chat.completion.chunk", [choice]))
 
     def content_chunks(self, *, finish: bool) -> list[bytes]:
-        """Every content chunk; with `finish`, the last carries the plan's finish_reason."""
-        last = len(self.plan.chunk_texts) - 1
+        """Every content chunk; with `finish`, the last carries the plan's finish_reason.
+
+        With a running usage (vLLM's continuous_usage_stats, when asked) every
+        chunk carries the usage so far; a dialect that reports usage in the
+        finish chunk puts it (and any cost) there.
+        """
+        plan = self.plan
+        last = len(plan.chunk_texts) - 1
+        running = self.dialect.continuous_usage and self.request.continuous_usage and plan.usage
+        usage_in_finish = plan.usage and self.dialect.usage_place == "finish_chunk"
         chunks = []
-        for j, text in enumerate(self.plan.chunk_texts):
-            reason = self.plan.finish_reason if finish and j == last else None
+        so_far = 0
+        finish = finish and not self.dialect.finish_apart
+        for j, text in enumerate(plan.chunk_texts):
+            reason = plan.finish_reason if finish and j == last else None
             choice: dict[str, Any] = (
                 {"index": 0, "delta": {"content": text}, "finish_reason": reason}
                 if self.request.kind == "chat"
                 else {"index": 0, "text": text, "finish_reason": reason}
             )
-            chunks.append(orjson.dumps(self._envelope(self._chunk_object(), [choice])))
+            envelope = self._envelope(self._chunk_object(), [choice])
+            so_far += plan.chunk_tokens[j]
+            if reason is not None and usage_in_finish:
+                envelope = self._with_usage(envelope)
+            elif running:
+                envelope["usage"] = _usage(plan.prompt_tokens, so_far)
+            chunks.append(orjson.dumps(envelope))
         return chunks
 
+    def finish_chunk(self) -> bytes:
+        """The finish_reason on its own, with an empty delta (dialects with `finish_apart`)."""
+        choice = {"index": 0, "delta": {}, "finish_reason": self.plan.finish_reason}
+        return orjson.dumps(self._envelope(self._chunk_object(), [choice]))
+
     def usage_chunk(self) -> bytes:
-        """The chunk with empty choices that reports usage (and cost)."""
-        return orjson.dumps(self._with_usage(self._envelope(self._chunk_object(), [])))
+        """The chunk after the content that reports usage (and cost): with empty
+        choices, or (LiteLLM) one choice with an empty delta."""
+        choices: list[dict[str, Any]] = (
+            [{"index": 0, "delta": {}}] if self.dialect.usage_place == "empty_delta" else []
+        )
+        return orjson.dumps(self._with_usage(self._envelope(self._chunk_object(), choices)))
 
     def malformed_chunk(self) -> bytes:
         """A chunk cut off mid-string: not valid JSON."""
@@ -112,13 +141,30 @@ class ResponseEncoder:
         return orjson.dumps(self._with_usage(self._envelope(obj, [choice])))
 
     def _with_usage(self, envelope: dict[str, Any]) -> dict[str, Any]:
-        prompt, output = self.plan.prompt_tokens, self.plan.output_tokens
-        envelope["usage"] = {
-            "prompt_tokens": prompt,
-            "completion_tokens": output,
-            "total_tokens": prompt + output,
-        }
-        if self.plan.cost is not None:
-            amount = orjson.Fragment(decimal_text(self.plan.cost).encode())
-            envelope["cost"] = {"amount": amount, "currency": self.currency}
+        plan = self.plan
+        usage = envelope["usage"] = _usage(plan.prompt_tokens, plan.output_tokens)
+        if plan.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": plan.cached_tokens}
+        if plan.cost is not None:
+            if self.dialect.cost == "usage_cost":
+                # LiteLLM's own estimate: a bare float, in USD.
+                usage["cost"] = float(plan.cost)
+            else:
+                amount = orjson.Fragment(decimal_text(plan.cost).encode())
+                envelope["cost"] = {"amount": amount, "currency": self.currency}
+        if self.dialect.timings:
+            envelope["timings"] = {
+                "prompt_n": plan.prompt_tokens,
+                "prompt_ms": plan.chunk_offsets_ns[0] / 1e6,
+                "predicted_n": plan.output_tokens,
+                "predicted_ms": (plan.chunk_offsets_ns[-1] - plan.chunk_offsets_ns[0]) / 1e6,
+            }
         return envelope
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }

@@ -10,21 +10,25 @@ Definitions the tests and the send log rely on:
   text (every message's ``content``, string or text parts, or the completion
   ``prompt``), at least 1;
 - output token k (from 0) is the text ``"tok<k> "``; content chunk j carries
-  tokens ``j*tokens_per_chunk`` onwards, the last chunk possibly fewer;
+  tokens ``j*tokens_per_chunk`` onwards, the last chunk possibly fewer (in a
+  dialect that cuts at word boundaries, 1 or 2 tokens each, seeded);
 - cost = prompt_tokens * cost_per_prompt_token + output_tokens * cost_per_output_token,
   in Decimal, exact.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
 
 from onybench.mock.config import FAULTS, MockConfig
+from onybench.mock.dialects import OPENAI_FIELDS
 
 Kind = Literal["chat", "text"]
 FinishReason = Literal["stop", "length"]
@@ -45,6 +49,12 @@ class CompletionRequest:
     max_tokens: int | None
     include_usage: bool
     prompt_tokens: int
+    # stream_options.continuous_usage_stats (vLLM): usage in every chunk.
+    continuous_usage: bool = False
+    # Top-level fields outside OpenAI's request schema, sorted (strict dialects refuse them).
+    unknown_fields: tuple[str, ...] = ()
+    # A digest of the prompt text: what a prompt cache is keyed by.
+    prompt_key: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +74,12 @@ class ResponsePlan:
     fault: str | None
     usage: bool
     cost: Decimal | None
+    # Tokens each content chunk carries.
+    chunk_tokens: tuple[int, ...] = ()
+    # Prompt tokens served from the prompt cache; None when the mock has no cache.
+    cached_tokens: int | None = None
+    # Prompt plus max_tokens exceed the context window: refused, nothing generated.
+    context_overflow: bool = False
 
 
 def parse_request(kind: Kind, body: bytes) -> CompletionRequest:
@@ -105,28 +121,38 @@ def parse_request(kind: Kind, body: bytes) -> CompletionRequest:
         max_tokens=_max_tokens(data),
         include_usage=stream_options.get("include_usage") is True,
         prompt_tokens=max(1, sum(len(text.split()) for text in texts)),
+        continuous_usage=stream_options.get("continuous_usage_stats") is True,
+        unknown_fields=tuple(sorted(set(data) - OPENAI_FIELDS)),
+        prompt_key=hashlib.blake2b("\x00".join(texts).encode(), digest_size=16).digest(),
     )
 
 
-def plan_response(config: MockConfig, request: CompletionRequest, arrival: int) -> ResponsePlan:
+def plan_response(
+    config: MockConfig, request: CompletionRequest, arrival: int, *, cache_hit: bool = False
+) -> ResponsePlan:
     """The answer to the `arrival`-th completion request (0-based) the server received.
 
     The RNG is seeded from ``(config.seed, arrival)``, so the same request
     number gets the same fault and schedule in every run, whatever the
-    interleaving of concurrent requests.
+    interleaving of concurrent requests. `cache_hit` says the prompt was seen
+    before (with `config.prompt_cache`).
     """
     rng = random.Random(f"{config.seed}:{arrival}")
     fault = _draw_fault(config, rng.random(), stream=request.stream)
+    dialect = config.profile
     limit = request.max_tokens
     output_tokens = config.output_tokens if limit is None else min(config.output_tokens, limit)
     finish_reason: FinishReason = (
         "length" if limit is not None and limit < config.output_tokens else "stop"
     )
-    per_chunk = config.tokens_per_chunk
     factor = config.latency_factors.get(request.model, 1.0)
+    sizes = _chunk_sizes(
+        output_tokens, config.tokens_per_chunk, rng if dialect.word_chunks else None
+    )
+    starts = list(itertools.accumulate(sizes, initial=0))
     chunk_texts = tuple(
-        "".join(f"tok{k} " for k in range(start, min(start + per_chunk, output_tokens)))
-        for start in range(0, output_tokens, per_chunk)
+        "".join(f"tok{k} " for k in range(start, start + size))
+        for start, size in zip(starts, sizes, strict=False)
     )
     offsets: list[int] = []
     due_ns = 0
@@ -134,14 +160,15 @@ def plan_response(config: MockConfig, request: CompletionRequest, arrival: int) 
         due_ns += _draw_gap_ns(config, (config.ttft_ms if j == 0 else config.itl_ms) * factor, rng)
         offsets.append(due_ns)
     usage = fault not in ("stream_error", "cut", "no_finish") and (
-        config.always_usage or request.include_usage or not request.stream
+        not request.stream or _usage_in_stream(config, request)
     )
     cost = (
         request.prompt_tokens * config.cost_per_prompt_token
         + output_tokens * config.cost_per_output_token
-        if usage and config.emit_cost
+        if usage and config.emit_cost and dialect.cost != "none"
         else None
     )
+    window = config.context_tokens
     return ResponsePlan(
         prompt_tokens=request.prompt_tokens,
         output_tokens=output_tokens,
@@ -151,7 +178,31 @@ def plan_response(config: MockConfig, request: CompletionRequest, arrival: int) 
         fault=fault,
         usage=usage,
         cost=cost,
+        chunk_tokens=sizes,
+        cached_tokens=(request.prompt_tokens if cache_hit else 0) if config.prompt_cache else None,
+        context_overflow=window is not None
+        and request.prompt_tokens + (limit or config.output_tokens) > window,
     )
+
+
+def _usage_in_stream(config: MockConfig, request: CompletionRequest) -> bool:
+    """Whether a stream reports usage: the config's override, else the dialect's policy."""
+    if config.always_usage is not None:
+        return config.always_usage or request.include_usage
+    policy = config.profile.usage
+    return policy == "always" or (policy == "on_request" and request.include_usage)
+
+
+def _chunk_sizes(tokens: int, per_chunk: int, word_cuts: random.Random | None) -> tuple[int, ...]:
+    """How many tokens each content chunk carries: `per_chunk` each (the last possibly
+    fewer), or, cut at word boundaries, 1 or 2 each as `word_cuts` draws."""
+    sizes: list[int] = []
+    left = tokens
+    while left > 0:
+        size = per_chunk if word_cuts is None else word_cuts.choice((1, 2))
+        sizes.append(min(size, left))
+        left -= sizes[-1]
+    return tuple(sizes)
 
 
 def decimal_text(amount: Decimal) -> str:

@@ -7,7 +7,7 @@ One JSON line per request, appended when the request ends (however it ends):
      "received_ns": …, "token_send_start_ns": […], "token_sent_ns": […], "end_ns": …,
      "output_tokens": N, "prompt_tokens": P | null,
      "cost": "<exact decimal>" | null, "currency": "USD",
-     "client_disconnected": false}
+     "client_disconnected": false, "client_port": 40312 | null}
 
 Times are `time.perf_counter_ns()` readings (CLOCK_MONOTONIC on Linux, the
 clock clients in other processes read too). ``received_ns`` is taken when the
@@ -18,7 +18,9 @@ chunk's ``x_sent_ns`` when stamping) and ``token_sent_ns[j]`` (read once the
 HTTP layer returned): one entry per content chunk actually sent, none for a
 non-streaming response. ``end_ns`` is read after the last write.
 ``output_tokens`` counts the tokens in the content actually sent; ``cost`` is
-the cost the response reported (null when it reported none).
+the cost the response reported (null when it reported none). ``client_port``
+is the client's TCP port: one per connection, so counting them counts the
+connections a client opened.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class SendRecord:
     cost: str | None
     currency: str
     client_disconnected: bool
+    client_port: int | None = None
 
 
 class SendLog:

@@ -24,7 +24,10 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 import hypercorn.config
+import hypercorn.events
 import hypercorn.trio
+import hypercorn.trio.run
+import hypercorn.trio.tcp_server
 import orjson
 import trio
 
@@ -47,6 +50,35 @@ KEEP_ALIVE_MAX_REQUESTS = sys.maxsize
 LISTEN_BACKLOG = 4096
 # The response header that names the serving child of a multi-process mock.
 PROCESS_HEADER = b"x-mock-process"
+
+# Set on a hypercorn Config whose connections close after every response (below).
+_CLOSE_AFTER_RESPONSE = "onybench_close_after_response"
+
+
+class _ClosingTCPServer(hypercorn.trio.tcp_server.TCPServer):
+    """hypercorn's connection handler, closing the connection once a response is done
+    when its config says so, without a ``Connection: close`` header.
+
+    That is llama.cpp's llama-server: it announces keep-alive, then closes after
+    every streamed response, so a client that reuses the connection races the
+    close. hypercorn has no such setting (its keep_alive_max_requests announces
+    the close; a zero keep-alive timeout would also close connections that have
+    not sent their first request yet), so the "idle again" event is the hook.
+    """
+
+    async def protocol_send(self, event: Any) -> None:
+        await super().protocol_send(event)
+        if (
+            isinstance(event, hypercorn.events.Updated)
+            and event.idle
+            and getattr(self.config, _CLOSE_AFTER_RESPONSE, False)
+        ):
+            await super().protocol_send(hypercorn.events.Closed())
+
+
+# hypercorn's trio server builds its handlers from this module-level name; the
+# subclass behaves exactly as the original unless the config asks otherwise.
+hypercorn.trio.run.TCPServer = _ClosingTCPServer  # type: ignore[attr-defined]
 
 _Message = MutableMapping[str, Any]
 _Send = Callable[[_Message], Awaitable[None]]
@@ -96,6 +128,7 @@ async def serve(
     http_config.loglevel = "WARNING"
     http_config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT_S
     http_config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
+    setattr(http_config, _CLOSE_AFTER_RESPONSE, config.profile.close_after_response)
     send_log = SendLog(config.send_log) if config.send_log is not None else None
     try:
         async with trio.open_nursery() as nursery:

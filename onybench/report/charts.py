@@ -11,7 +11,9 @@ point). Kinds:
   buckets;
 - `time`: seconds since the run's first request, from the records'
   timeline;
-- `stage`: one point per load stage, in run order (`xTicks` names them).
+- `stage`: one point per load stage, in run order (`xTicks` names them);
+- `load`: one point per sweep level, against a number (the load, or the
+  throughput it achieved), from report.json's `capacity` section.
 
 Groups with a `stage` get one series each in the distribution charts; the
 stage charts plot each model across the stages. Warm-up groups are left out
@@ -20,7 +22,7 @@ of every chart (they stay in the tables).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +57,9 @@ class ChartSection:
 
 def chart_sections(report: Mapping[str, Any], timeline: Timeline | None) -> list[ChartSection]:
     groups = [g for g in report["groups"] if g.get("stage") != WARMUP_STAGE]
+    capacity = report.get("capacity")
     sections = [
+        _capacity(capacity) if capacity else None,
         _distributions(groups),
         _over_time(timeline) if timeline is not None else None,
         _against_load(groups),
@@ -269,4 +273,53 @@ def _against_load(groups: Sequence[Mapping[str, Any]]) -> ChartSection | None:
         "Against load",
         "Each load stage's figures, in run order (p99 dashed).",
         tuple(charts),
+    )
+
+
+# --- capacity (sweeps) ------------------------------------------------------------
+
+
+def _capacity(capacity: Mapping[str, Any]) -> ChartSection:
+    levels = capacity["levels"]
+    load = "concurrency" if capacity["mode"] == "concurrency" else "offered requests/s"
+
+    def points(x: str, y: Callable[[Mapping[str, Any]], float | None]) -> dict[float, float]:
+        return {
+            round(row[x], 3): round(value, 3) for row in levels if (value := y(row)) is not None
+        }
+
+    def latency(name: str) -> Callable[[Mapping[str, Any]], float | None]:
+        return lambda row: row["latency_ms"].get(name)
+
+    latency_lines = [
+        (
+            f"{METRIC_TITLES[metric]} p{p}",
+            color,
+            points("output_tokens_per_s", latency(f"{metric}.p{p}_ms")),
+        )
+        for color, metric in enumerate(("ttft", "itl", "e2e"))
+        for p in (50, 95)
+    ]
+    load_lines = [
+        ("requests/s", 0, points("level", lambda row: row["achieved_per_s"])),
+        ("goodput/s", 1, points("level", lambda row: row["goodput_per_s"])),
+    ]
+    if capacity["mode"] == "rate":
+        load_lines.append(("offered/s", 2, points("level", lambda row: row["offered_per_s"])))
+    attainment = [
+        ("SLO attainment", 0, points("level", lambda row: row["attainment"])),
+        ("target", 1, {round(row["level"], 3): capacity["target_attainment"] for row in levels}),
+    ]
+    charts = (
+        Chart(
+            "Latency against throughput", _aligned("load", latency_lines, "output tokens/s", "ms")
+        ),
+        Chart("Throughput and goodput against load", _aligned("load", load_lines, load, "per s")),
+        Chart("SLO attainment against load", _aligned("load", attainment, load, "fraction")),
+    )
+    return ChartSection(
+        "Capacity",
+        "One point per sweep level, from report.json's capacity section; goodput counts the "
+        "requests that met every SLO.",
+        charts,
     )

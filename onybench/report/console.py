@@ -45,6 +45,9 @@ def render_summary(report: Mapping[str, Any]) -> str:
             "path: more client CPU per chunk, so watch the client-health verdict"
         )
     lines.extend(_health_warning(report["client_health"]))
+    profile = report.get("server_profile")
+    if profile is not None:
+        lines.extend(f"server: {warning}" for warning in profile["warnings"])
     return "\n".join(lines)
 
 

@@ -24,11 +24,13 @@ from typing import Any
 import orjson
 
 from onybench import __version__
+from onybench.report.capacity import capacity_html
 from onybench.report.charts import ChartSection, chart_sections
 from onybench.report.console import summary_cells, summary_notes
 from onybench.report.escape import html_text as h
 from onybench.report.escape import json_for_script
 from onybench.report.groups import error_rows, group_label
+from onybench.report.server_profile import profile_rows
 from onybench.report.timeline import Timeline
 
 UPLOT_JS = "uPlot.iife.min.js"
@@ -82,10 +84,12 @@ def render_html(report: Mapping[str, Any], timeline: Timeline | None = None) -> 
         f"<h1>{h(title)}</h1>",
         _facts(report),
         _health(report["client_health"]),
+        *([capacity_html(report["capacity"])] if report.get("capacity") else []),
         "<h2>Summary</h2>",
         _summary(report["groups"]),
         _errors(report["groups"], timeline),
         _cost(report["groups"]),
+        _server_profile(report.get("server_profile")),
         *(_chart_section(section) for section in sections),
         _scenario(report),
         f"<footer>onybench {h(__version__)} · charts drawn with uPlot (MIT) · "
@@ -159,6 +163,17 @@ def _health(health: Mapping[str, Any]) -> str:
         f"so its timings are distorted:<ul>{reasons}</ul>"
         "Spread the load over more processes (<code>--workers N</code>) or lower "
         "<code>--concurrency</code>.</div>"
+    )
+
+
+def _server_profile(profile: Mapping[str, Any] | None) -> str:
+    rows = profile_rows(profile) if profile is not None else []
+    if profile is None or not rows:
+        return ""
+    table = "".join(f"<tr><th>{h(label)}</th><td>{h(value)}</td></tr>" for label, value in rows)
+    warnings = "".join(f"<li>{h(warning)}</li>" for warning in profile["warnings"])
+    return f"<h2>Server profile</h2><table>{table}</table>" + (
+        f'<div class="alert unknown"><ul>{warnings}</ul></div>' if warnings else ""
     )
 
 

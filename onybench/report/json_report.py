@@ -14,6 +14,7 @@ from typing import Any
 
 from onybench.gates.evaluate import gates_section
 from onybench.metrics.health import ClientHealth
+from onybench.metrics.profile import ServerProfile
 from onybench.metrics.summary import WARMUP_STAGE, GroupKey, GroupMetrics
 
 SCHEMA_VERSION = 1
@@ -34,7 +35,9 @@ def build_report(
     `gates` judges the scenario's thresholds (see onybench/gates/evaluate.py).
     """
     overall = GroupMetrics()
+    profile = ServerProfile()
     for key, group in groups.items():
+        profile.merge(group.profile)
         if key.stage != WARMUP_STAGE:
             overall.merge(group)
     verdict = health.verdict()
@@ -55,6 +58,8 @@ def build_report(
             "metrics": health.to_json(),
         },
         "overall": {"figures": overall.figures()},
+        # What the server did (usage, cost, chunking, connections), warm-up included.
+        "server_profile": profile.describe(),
         "groups": [
             {
                 "model": key.model,

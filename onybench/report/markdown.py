@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from onybench.gates.render import format_figure
+from onybench.report.capacity import capacity_markdown
 from onybench.report.console import summary_cells, summary_notes
 from onybench.report.escape import markdown_text as md
 from onybench.report.groups import error_rows, group_label
+from onybench.report.server_profile import profile_rows
 from onybench.report.timeline import Timeline
 
 MESSAGE_CHARS = 200
@@ -41,11 +43,28 @@ def render_markdown(report: Mapping[str, Any], timeline: Timeline | None = None)
         facts.append(f"merged from {len(report['merged_from'])} runs")
     lines += [" · ".join(facts), ""]
     lines += _health(report["client_health"])
+    if report.get("capacity"):
+        lines += capacity_markdown(report["capacity"])
     lines += _table(groups)
     lines += _gates(report.get("gates"))
     lines += _errors(groups, timeline)
     lines += _cost(groups)
+    lines += _server_profile(report.get("server_profile"))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _server_profile(profile: Mapping[str, Any] | None) -> list[str]:
+    rows = profile_rows(profile) if profile is not None else []
+    if profile is None or not rows:
+        return []
+    lines = ["## Server profile", "", "| | |", "|:--|:--|"]
+    lines += [f"| {md(label)} | {md(value)} |" for label, value in rows]
+    lines.append("")
+    if profile["warnings"]:
+        lines.append("> [!NOTE]")
+        lines += [f"> - {md(warning)}" for warning in profile["warnings"]]
+        lines.append("")
+    return lines
 
 
 def write_markdown(report: Mapping[str, Any], path: Path, timeline: Timeline | None = None) -> Path:

@@ -14,7 +14,7 @@ alone, so a run killed before its end (SIGKILL leaves no report.json) or made
 by an older onybench still gets every output. What records cannot tell is kept
 from an existing report.json: client health (event-loop samples are not
 records; without them it is reported "unknown"), the stop reason and whether
-the run was interrupted.
+the run was interrupted, and a sweep's capacity section.
 """
 
 from __future__ import annotations
@@ -142,6 +142,9 @@ def rebuild_report(run_dir: Path, metadata: Mapping[str, Any] | None = None) -> 
         report["client_health"] = unknown_client_health()
     if "merged_from" in metadata:
         report["merged_from"] = metadata["merged_from"]
+    if previous is not None and "capacity" in previous:
+        # A sweep's verdicts rest on each level's hold window, which records do not keep.
+        report["capacity"] = previous["capacity"]
     return report
 
 

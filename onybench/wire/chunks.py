@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -39,12 +39,27 @@ class FinishReason:
 class Usage:
     prompt_tokens: int | None
     completion_tokens: int | None
+    # usage.prompt_tokens_details.cached_tokens: prompt tokens served from a cache.
+    cached_tokens: int | None = None
+    # usage.completion_tokens_details.reasoning_tokens: part of completion_tokens.
+    reasoning_tokens: int | None = None
+
+
+# Where a cost came from: the API's own top-level `cost` object (Onysoft), or a
+# proxy's `usage.cost` (LiteLLM: a bare float in USD, from its own price map).
+CostSource = Literal["server", "usage_cost"]
 
 
 @dataclass(frozen=True, slots=True)
 class Cost:
     amount: Decimal
     currency: str
+    source: CostSource = "server"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTimings:
+    """A server-side `timings` object (llama.cpp's llama-server sends one at the end)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +88,7 @@ ChunkEvent = (
     | FinishReason
     | Usage
     | Cost
+    | ServerTimings
     | StreamError
     | Done
     | Malformed
@@ -171,15 +187,29 @@ def _usage_and_cost(chunk: dict[str, Any]) -> tuple[ChunkEvent, ...]:
             Usage(
                 _int_or_none(usage.get("prompt_tokens")),
                 _int_or_none(usage.get("completion_tokens")),
+                _detail(usage, "prompt_tokens_details", "cached_tokens"),
+                _detail(usage, "completion_tokens_details", "reasoning_tokens"),
             )
         )
+        # LiteLLM's proxy drops the upstream's cost object and reports its own
+        # estimate here, as a float in USD.
+        usage_cost = _decimal_or_none(usage.get("cost"))
+        if usage_cost is not None:
+            events.append(Cost(usage_cost, "USD", "usage_cost"))
     cost = chunk.get("cost")
     if isinstance(cost, dict):
         amount = _decimal_or_none(cost.get("amount"))
         currency = cost.get("currency")
         if amount is not None:
             events.append(Cost(amount, currency if isinstance(currency, str) else "USD"))
+    if isinstance(chunk.get("timings"), dict):
+        events.append(ServerTimings())
     return tuple(events)
+
+
+def _detail(usage: dict[str, Any], section: str, key: str) -> int | None:
+    details = usage.get(section)
+    return _int_or_none(details.get(key)) if isinstance(details, dict) else None
 
 
 def _int_or_none(value: Any) -> int | None:

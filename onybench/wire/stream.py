@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from onybench.wire.chunks import (
     ContentDelta,
@@ -16,6 +17,7 @@ from onybench.wire.chunks import (
     FinishReason,
     Malformed,
     ReasoningDelta,
+    ServerTimings,
     StreamError,
     ToolCallDelta,
     Usage,
@@ -30,8 +32,15 @@ class StreamSummary:
 
     `error_class` is None for a complete stream: one that ended with `[DONE]`, or
     with a `finish_reason` followed by a clean close. Otherwise it is
-    `stream_error` (an in-stream error object), `invalid_json` (a malformed chunk)
-    or `truncated` (anything else).
+    `stream_error` (an in-stream error object), `invalid_json` (a malformed chunk),
+    `empty_response` (a clean end without a single event) or `truncated`
+    (anything else).
+
+    What the server did, for the report's server profile: `events` data events,
+    `done` whether `[DONE]` came, `role_first` whether the first event carried no
+    token (a role-only opening chunk); when every token-bearing chunk carried a
+    running usage (vLLM's `continuous_usage_stats`), `chunk_tokens` holds each
+    one's token count (empty otherwise).
     """
 
     token_times_ns: tuple[int, ...]
@@ -44,6 +53,13 @@ class StreamSummary:
     finish_reason: str | None
     error_class: str | None
     error_message: str | None
+    events: int = 0
+    done: bool = False
+    role_first: bool = False
+    chunk_tokens: tuple[int, ...] = ()
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    server_timings: bool = False
 
 
 def assemble(timed_data: Sequence[tuple[int, str]], *, closed_cleanly: bool) -> StreamSummary:
@@ -61,11 +77,18 @@ def assemble(timed_data: Sequence[tuple[int, str]], *, closed_cleanly: bool) -> 
     done = False
     stream_error: str | None = None
     malformed: str | None = None
+    events = 0
+    role_first = False
+    server_timings = False
+    # Running completion_tokens seen in token-bearing chunks (continuous usage).
+    running: list[int | None] = []
 
     for arrival_ns, data in timed_data:
         if done:
             break
+        events += 1
         carries_token = False
+        chunk_usage: Usage | None = None
         for event in interpret(data):
             if isinstance(event, ContentDelta):
                 carries_token = True
@@ -77,9 +100,13 @@ def assemble(timed_data: Sequence[tuple[int, str]], *, closed_cleanly: bool) -> 
             elif isinstance(event, FinishReason):
                 finish_reason = event.reason
             elif isinstance(event, Usage):
-                usage = event
+                usage = chunk_usage = event
             elif isinstance(event, Cost):
-                cost = event
+                # The API's own cost outranks a proxy's estimate in the same stream.
+                if cost is None or event.source == "server" or cost.source != "server":
+                    cost = event
+            elif isinstance(event, ServerTimings):
+                server_timings = True
             elif isinstance(event, Done):
                 done = True
             elif isinstance(event, StreamError):
@@ -88,10 +115,17 @@ def assemble(timed_data: Sequence[tuple[int, str]], *, closed_cleanly: bool) -> 
                 malformed = malformed or event.reason
         if carries_token:
             token_times.append(arrival_ns)
+            running.append(chunk_usage.completion_tokens if chunk_usage else None)
+        elif events == 1 and not done:
+            role_first = True
 
+    chunk_tokens = _chunk_tokens(running)
     error_class: str | None = None
     error_message: str | None = None
-    if stream_error is not None:
+    if not timed_data and closed_cleanly:
+        error_class = "empty_response"
+        error_message = "the server answered 200 with an empty body: not a single event"
+    elif stream_error is not None:
         error_class, error_message = "stream_error", stream_error
     elif malformed is not None:
         error_class, error_message = "invalid_json", malformed
@@ -113,4 +147,19 @@ def assemble(timed_data: Sequence[tuple[int, str]], *, closed_cleanly: bool) -> 
         finish_reason=finish_reason,
         error_class=error_class,
         error_message=error_message,
+        events=events,
+        done=done,
+        role_first=role_first,
+        chunk_tokens=chunk_tokens,
+        cached_tokens=usage.cached_tokens if usage else None,
+        reasoning_tokens=usage.reasoning_tokens if usage else None,
+        server_timings=server_timings,
     )
+
+
+def _chunk_tokens(running: list[int | None]) -> tuple[int, ...]:
+    """Each chunk's tokens from a running count in every chunk; () if any lacks it."""
+    totals = [total for total in running if total is not None]
+    if not totals or len(totals) < len(running):
+        return ()
+    return tuple(max(b - a, 0) for a, b in pairwise([0, *totals]))

@@ -19,7 +19,8 @@ def test_defaults_are_the_documented_ones() -> None:
         0.0,
     )
     assert (config.output_tokens, config.tokens_per_chunk, config.cut_after_chunks) == (128, 1, 3)
-    assert (config.role_chunk, config.emit_cost, config.always_usage) == (True, True, True)
+    assert (config.role_chunk, config.emit_cost, config.always_usage) == (True, True, None)
+    assert config.dialect == "onysoft"
     assert config.cost_per_prompt_token == Decimal("0.0000001")
     assert config.cost_per_output_token == Decimal("0.000001")
     assert config.currency == "USD"

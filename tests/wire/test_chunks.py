@@ -9,6 +9,7 @@ from onybench.wire.chunks import (
     FinishReason,
     Malformed,
     ReasoningDelta,
+    ServerTimings,
     StreamError,
     ToolCallDelta,
     Usage,
@@ -89,3 +90,25 @@ def test_cost_amount_given_as_string_is_exact() -> None:
 def test_response_id_is_read_from_the_chunk() -> None:
     assert response_id(ONYSOFT_CONTENT) == "req_a1"
     assert response_id("[DONE]") is None
+
+
+def test_litellm_usage_cost_is_a_usd_cost_from_the_proxy() -> None:
+    data = (
+        '{"choices":[{"index":0,"delta":{}}],'
+        '"usage":{"prompt_tokens":3,"completion_tokens":5,"cost":1.03e-05}}'
+    )
+    assert interpret(data) == (Usage(3, 5), Cost(Decimal("0.0000103"), "USD", "usage_cost"))
+
+
+def test_cached_and_reasoning_token_details_are_read() -> None:
+    data = (
+        '{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":7,'
+        '"prompt_tokens_details":{"cached_tokens":8},'
+        '"completion_tokens_details":{"reasoning_tokens":4}}}'
+    )
+    assert interpret(data) == (Usage(10, 7, cached_tokens=8, reasoning_tokens=4),)
+
+
+def test_a_server_timings_object_is_noted() -> None:
+    data = '{"choices":[],"timings":{"prompt_n":3,"predicted_ms":12.5}}'
+    assert interpret(data) == (ServerTimings(),)

@@ -442,3 +442,20 @@ def test_any_bytes_cut_anywhere_decode_as_when_fed_whole_and_raise_only_for_a_li
     assert (whole == "SseLineTooLong") is (longest_line > max_line_bytes)
     assert outcome(cut(data, stream), max_line_bytes) == whole
     assert outcome([stream[i : i + 1] for i in range(len(stream))], max_line_bytes) == whole
+
+
+@given(
+    fields=st.lists(
+        st.sampled_from([b"event: ping\n", b"id: 7\n", b"retry: 300\n", b": keep-alive\n"]),
+        max_size=3,
+    ),
+    texts=st.lists(st.text(max_size=20).map(str.encode), min_size=1, max_size=6),
+)
+def test_reads_of_one_data_event_each_decode_as_the_stream_fed_whole(
+    fields: list[bytes], texts: list[bytes]
+) -> None:
+    # One event per read is the common case, with a fast path of its own: fields set by
+    # earlier reads (event type, id, retry) must apply to it exactly as on the generic path.
+    events = [b"data: " + text.replace(b"\r", b"").replace(b"\n", b"") + b"\n\n" for text in texts]
+    reads = [b"data: first\n\n", *fields, *events]
+    assert decode(reads) == decode([b"".join(reads)])

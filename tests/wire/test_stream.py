@@ -86,3 +86,58 @@ def test_events_after_done_are_ignored() -> None:
     summary = assemble([(1, chat("a")), (2, "[DONE]"), (3, chat("late"))], closed_cleanly=True)
     assert summary.text == "a"
     assert summary.token_times_ns == (1,)
+
+
+def test_a_clean_end_without_any_event_is_an_empty_response() -> None:
+    summary = assemble([], closed_cleanly=True)
+    assert summary.error_class == "empty_response"
+    assert assemble([], closed_cleanly=False).error_class == "truncated"
+
+
+def test_what_the_server_did_is_summarised_for_the_profile() -> None:
+    summary = assemble(
+        [
+            (10, chat("", role="assistant")),
+            (20, chat("a")),
+            (30, chat("b", "stop")),
+            (31, USAGE),
+            (32, "[DONE]"),
+        ],
+        closed_cleanly=True,
+    )
+    assert (summary.events, summary.done, summary.role_first) == (5, True, True)
+    assert summary.chunk_tokens == ()  # no running usage in the token chunks
+    no_done = assemble([(1, chat("a")), (2, chat("b", "stop"))], closed_cleanly=True)
+    assert (no_done.done, no_done.role_first) == (False, False)
+
+
+def running_usage(content: str, completion: int, finish: str | None = None) -> str:
+    return orjson.dumps(
+        {
+            "choices": [{"delta": {"content": content}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": completion},
+        }
+    ).decode()
+
+
+def test_a_running_usage_in_every_chunk_gives_each_chunks_tokens() -> None:
+    summary = assemble(
+        [
+            (1, running_usage("a b c", 3)),
+            (2, running_usage("d e", 5)),
+            (3, running_usage("f", 6, "stop")),
+            (4, '{"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":6}}'),
+            (5, "[DONE]"),
+        ],
+        closed_cleanly=True,
+    )
+    assert summary.chunk_tokens == (3, 2, 1)
+    assert summary.output_tokens == 6
+
+
+def test_the_apis_own_cost_outranks_a_proxys_estimate() -> None:
+    proxy = '{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"cost":0.25}}'
+    api = '{"choices":[],"cost":{"amount":"0.5","currency":"EUR"}}'
+    for order in ((proxy, api), (api, proxy)):
+        timed = [(1, chat("a", "stop")), *((2, data) for data in order), (3, "[DONE]")]
+        assert assemble(timed, closed_cleanly=True).cost == Cost(Decimal("0.5"), "EUR")

@@ -74,7 +74,11 @@
         width: 1.5,
         spanGaps: true,
         value: function (u, v) { return fmt(v); },
-        points: { show: spec.kind === "stage" || spec.x.length < 3, size: 6, fill: color },
+        points: {
+          show: spec.kind === "stage" || spec.kind === "load" || spec.x.length < 3,
+          size: 6,
+          fill: color,
+        },
       };
       if (s.dash) line.dash = [6, 4];
       if (spec.kind === "cdf") line.paths = uPlot.paths.stepped({ align: 1 });
