@@ -271,7 +271,7 @@ def run(
     prompts = load_prompts(scenario)
     run_dir = RunDirectory(out_dir)
     started_at = datetime.now(UTC)
-    metadata = _run_metadata(scenario, out_dir.name, started_at, workers)
+    metadata = run_metadata(scenario, out_dir.name, started_at, workers)
     run_dir.create(metadata)
     planned = (
         scenario.request_limit * len(scenario.models)
@@ -645,9 +645,10 @@ async def _report_live(
         live(stats)
 
 
-def _run_metadata(
+def run_metadata(
     scenario: Scenario, run_id: str, started_at: datetime, workers: int
 ) -> dict[str, Any]:
+    """run.json's document, written when a run (or a sweep) starts."""
     return {
         "schema_version": 1,
         "run_id": run_id,

@@ -45,10 +45,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any, Literal
 
+from onybench.decimals import decimal_text
 from onybench.gates.evaluate import ModelFigures, evaluate_threshold
 from onybench.metrics.record import RequestRecord
-from onybench.metrics.summary import HISTOGRAM_UNITS, GroupMetrics
-from onybench.pricing import SECONDS_PER_HOUR, Money, Pricing, decimal_text, per_mtok_at_rate
+from onybench.metrics.summary import HISTOGRAM_UNITS, UNKNOWN_CURRENCY, GroupMetrics
+from onybench.pricing import SECONDS_PER_HOUR, Money, Pricing, per_mtok_at_rate
 from onybench.report.timeline import nearest_rank
 from onybench.sweep_plan import DEFAULT_TARGET, KNEE_GAIN, KNEE_TTFT_FACTOR, SweepMode
 from onybench.thresholds import Threshold
@@ -132,6 +133,18 @@ def _request_value_ms(record: RequestRecord, bound: _Bound) -> float | None:
     return value_ns / 1e6
 
 
+CostSource = Literal["api", "pricing"]
+
+
+@dataclass
+class Spend:
+    """What one level's requests cost from one source in one currency, and what it bought."""
+
+    amount: Decimal = Decimal(0)
+    requests: int = 0
+    output_tokens: int = 0
+
+
 @dataclass
 class LevelTally:
     """What one level's records add up to, folded as they arrive.
@@ -150,6 +163,7 @@ class LevelTally:
     completed_in_window: int = 0
     good_in_window: int = 0
     output_tokens_in_window: int = 0
+    spend: dict[tuple[CostSource, str], Spend] = field(default_factory=dict)
 
     def add(self, record: RequestRecord, *, measured: bool) -> None:
         """Fold in one record; `measured` is False for warm-up requests."""
@@ -163,9 +177,17 @@ class LevelTally:
         self.measured += 1
         self.e2e_sum_ns += record.e2e_ns
         self.good += good
+        output_tokens = record.output_token_count if record.succeeded else 0
         if record.succeeded:
             self.succeeded += 1
-            self.output_tokens += record.output_token_count
+            self.output_tokens += output_tokens
+        if record.cost_amount is not None:
+            source: CostSource = "pricing" if record.cost_source == "pricing" else "api"
+            key = (source, record.cost_currency or UNKNOWN_CURRENCY)
+            spend = self.spend.setdefault(key, Spend())
+            spend.amount += record.cost_amount
+            spend.requests += 1
+            spend.output_tokens += output_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +212,8 @@ class LevelResult:
     within_slo: bool
     # The level's measured requests per model (warm-up left out).
     groups: Mapping[str, GroupMetrics] = field(default_factory=dict)
+    # Their cost by source and currency.
+    spend: Mapping[tuple[CostSource, str], Spend] = field(default_factory=dict)
 
     def merged(self) -> GroupMetrics:
         """Every model's figures folded together."""
@@ -263,6 +287,7 @@ def judge_level(
         slo_failures=tuple(failures),
         within_slo=not failures,
         groups=dict(groups),
+        spend=dict(tally.spend),
     )
 
 
@@ -362,25 +387,16 @@ class CostProjection:
 def project_costs(result: LevelResult, pricing: Pricing | None) -> list[CostProjection]:
     """What running at `result`'s load costs, per currency.
 
-    ``api``: each model's reported cost; a model that reported none is priced
-    from the scenario's table (``pricing``) instead, when it is in it. The
-    cost per hour is the level's spend per second of hold; per request and per
-    1M output tokens, over the requests and tokens of the models billed in
-    that currency. ``price_per_hour``: the deployment's fixed price, turned
-    into cost per request and per 1M output tokens at the level's throughput.
-    A month is 730 hours.
+    ``api``: the cost the server reported; ``pricing``: the cost the scenario's
+    price table gave requests that reported none (`pricing.with_estimated_cost`,
+    applied as records arrive). The cost per hour is the level's spend per
+    second of hold; per request and per 1M output tokens, over the requests
+    and tokens that spend covers. ``price_per_hour``: the deployment's fixed
+    price, turned into cost per request and per 1M output tokens at the
+    level's throughput. A month is 730 hours.
     """
-    spent: dict[tuple[str, str], _Spend] = {}
-    for model, group in result.groups.items():
-        if group.cost:
-            for currency, amount in group.cost.items():
-                spent.setdefault(("api", currency), _Spend()).add(amount, group)
-        elif pricing is not None:
-            money = pricing.token_cost(model, group.prompt_tokens, group.output_tokens)
-            if money is not None:
-                spent.setdefault(("pricing", money.currency), _Spend()).add(money.amount, group)
     projections = []
-    for (source, currency), spend in spent.items():
+    for (source, currency), spend in result.spend.items():
         per_hour = _rounded(spend.amount * SECONDS_PER_HOUR / _decimal(result.hold_s))
         tokens_per_s = (
             spend.output_tokens
@@ -389,7 +405,7 @@ def project_costs(result: LevelResult, pricing: Pricing | None) -> list[CostProj
         )
         projections.append(
             CostProjection(
-                source="api" if source == "api" else "pricing",
+                source=source,
                 currency=currency,
                 per_request=_rounded(spend.amount / spend.requests) if spend.requests else None,
                 per_hour=per_hour,
@@ -424,18 +440,6 @@ def _hourly_projection(hourly: Money, result: LevelResult) -> CostProjection:
         if hourly.amount
         else None,
     )
-
-
-@dataclass
-class _Spend:
-    amount: Decimal = Decimal(0)
-    requests: int = 0
-    output_tokens: int = 0
-
-    def add(self, amount: Decimal, group: GroupMetrics) -> None:
-        self.amount += amount
-        self.requests += group.requests
-        self.output_tokens += group.output_tokens
 
 
 def _decimal(value: float) -> Decimal:

@@ -42,6 +42,9 @@ RETRIED_ERRORS = frozenset(
 RETRY_BACKOFF_S = 0.5  # the first wait without Retry-After; doubled at each retry
 MAX_RETRY_WAIT_S = 60.0
 
+# Fields of an error object that size a context overflow (llama.cpp's server).
+_ERROR_SIZES = ("n_prompt_tokens", "n_ctx")
+
 # An error body is read for its message only; cap it so a huge one costs nothing.
 _ERROR_BODY_LIMIT = 64 * 1024
 # How often at most the body's idle deadline is moved on, and so how late it may fire.
@@ -454,7 +457,9 @@ def _error_message(body: bytes) -> str:
     if isinstance(parsed, dict):
         error = parsed.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
+            # llama.cpp's context overflow says how far over: keep that.
+            sizes = [f"{key}={error[key]}" for key in _ERROR_SIZES if key in error]
+            return str(error["message"]) + (f" ({', '.join(sizes)})" if sizes else "")
         if isinstance(error, str):
             return error
     return body[:500].decode("utf-8", "replace")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, NamedTuple
 
+from onybench.decimals import decimal_text
 from onybench.errors import ScenarioError
 from onybench.metrics.record import RequestRecord
 
@@ -120,11 +121,6 @@ def with_estimated_cost(record: RequestRecord, pricing: Pricing | None) -> Reque
     return replace(
         record, cost_amount=money.amount, cost_currency=money.currency, cost_source="pricing"
     )
-
-
-def decimal_text(amount: Decimal) -> str:
-    """`amount` as a plain literal without exponent or trailing zeros (``0.00015``)."""
-    return format(amount.normalize(), "f")
 
 
 def parse_pricing(value: Any, key_path: str = "pricing") -> Pricing:

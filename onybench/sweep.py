@@ -28,9 +28,9 @@ from typing import Any
 import trio
 
 from onybench.benchmark import (
-    _run_metadata,
     execute_on,
     load_prompts,
+    run_metadata,
     scenario_target,
     split_load,
     target_url,
@@ -106,7 +106,7 @@ def run_sweep(
     """Sweep `scenario` by `plan`; writes a run directory with a capacity report."""
     prompts = load_prompts(scenario)
     run_dir = RunDirectory(out_dir)
-    metadata = _run_metadata(scenario, out_dir.name, datetime.now(UTC), 1)
+    metadata = run_metadata(scenario, out_dir.name, datetime.now(UTC), 1)
     metadata["sweep"] = plan.to_json()
     run_dir.create(metadata)
     writer = run_dir.record_writer()

@@ -19,7 +19,7 @@ from onybench.capacity import (
 )
 from onybench.metrics.record import RequestRecord
 from onybench.metrics.summary import GroupMetrics
-from onybench.pricing import parse_pricing
+from onybench.pricing import Pricing, parse_pricing, with_estimated_cost
 from onybench.sweep_plan import SweepMode
 from onybench.thresholds import parse_threshold
 
@@ -48,6 +48,7 @@ def record(
         start_ns=start,
         end_ns=times[-1] + MS,
         error_class=error,
+        status=200,
         token_times_ns=tuple(times),
         first_content_ns=times[0],
         output_tokens=len(times),
@@ -70,10 +71,12 @@ def level(
     hold_s: float = 1.0,
     dropped: int = 0,
     target: float = 0.9,
+    pricing: Pricing | None = None,
 ) -> LevelResult:
+    """A judged level; `pricing` prices the records that carry no cost, as a run does."""
     tally = LevelTally(slos(*slo_texts), 0, round(hold_s * S))
     groups: dict[str, GroupMetrics] = {}
-    for r in records:
+    for r in (with_estimated_cost(r, pricing) for r in records):
         tally.add(r, measured=True)
         groups.setdefault(r.model, GroupMetrics()).add(r)
     next(iter(groups.values())).dropped = dropped
@@ -216,12 +219,24 @@ def test_the_apis_own_cost_projects_to_per_hour_and_per_month() -> None:
 def test_a_price_table_prices_a_run_whose_stream_carried_no_cost() -> None:
     pricing = parse_pricing({"m": {"input_per_mtok": "1", "output_per_mtok": "2"}})
     # 10 requests, each 10 prompt + 4 output tokens: (100 * 1 + 40 * 2) / 1M per 1 s hold.
-    result = level(10, [record(i, 20) for i in range(10)])
+    result = level(10, [record(i, 20) for i in range(10)], pricing=pricing)
     (cost,) = project_costs(result, pricing)
     assert (cost.source, cost.currency) == ("pricing", "USD")
     assert cost.per_request == Decimal("0.000018")
     assert cost.per_hour == Decimal("0.648")
-    assert project_costs(result, None) == []
+    assert project_costs(level(10, [record(i, 20) for i in range(10)]), None) == []
+
+
+def test_reported_and_table_costs_are_projected_as_separate_sources() -> None:
+    pricing = parse_pricing({"local": {"input_per_mtok": "0", "output_per_mtok": "250"}})
+    records = [record(i, 20, model="api", cost="0.001") for i in range(4)] + [
+        record(i, 20, model="local") for i in range(4)
+    ]
+    costs = {c.source: c for c in project_costs(level(8, records, pricing=pricing), pricing)}
+    assert set(costs) == {"api", "pricing"}
+    assert costs["api"].per_request == Decimal("0.001")  # the server's figure, not the table's
+    assert costs["pricing"].per_request == Decimal("0.001")  # 4 tokens x 250 / 1M
+    assert costs["pricing"].per_hour == costs["api"].per_hour == Decimal("14.4")
 
 
 def test_a_price_per_hour_becomes_cost_per_request_and_per_million_tokens() -> None:

@@ -139,7 +139,7 @@ def test_llama_server_closing_every_connection_loses_almost_nothing(tmp_path: Pa
     ("dialect", "error_class", "message"),
     [
         ("openai", "http_400", "maximum context length is 8 tokens"),
-        ("llamacpp", "http_400", "exceeds the available context size"),
+        ("llamacpp", "http_400", "context size, try increasing it (n_prompt_tokens=4, n_ctx=8)"),
         ("llama-cpp-python", "empty_response", "empty body"),
     ],
 )

@@ -59,10 +59,15 @@ def open_sockets() -> int:
 
 def test_search_finds_the_capacity_the_mocks_batch_slots_give(tmp_path: Path) -> None:
     # Few, slow chunks: the mock and the client stay light on a busy machine, and
-    # their own overhead is small beside the queue waits being measured.
-    slots, ttft_ms, itl_ms, tokens = 32, 50.0, 150.0, 4
+    # what they add to each TTFT is small beside the queue waits being measured.
+    slots, ttft_ms, itl_ms, tokens = 32, 50.0, 250.0, 4
     service_ms = ttft_ms + (tokens - 1) * itl_ms  # one response holds its slot this long
-    bound_ms = 250.0
+    bound_ms = 350.0
+    # A closed loop of c > slots keeps the server busy: slots / service requests
+    # complete per second, so by Little's law each request spends c * service / slots,
+    # and the mean queue wait is (c - slots) * service / slots, whatever the phases of
+    # the streams. The mean TTFT, ttft + that wait, stays under the bound up to:
+    expected = math.floor(slots + (bound_ms - ttft_ms) * slots / service_ms)  # 44
     scenario = Scenario(
         name="capacity",
         base_url="mock",
@@ -70,10 +75,10 @@ def test_search_finds_the_capacity_the_mocks_batch_slots_give(tmp_path: Path) ->
         mock=MockConfig(ttft_ms=ttft_ms, itl_ms=itl_ms, output_tokens=tokens, batch_slots=slots),
     )
     plan = SweepPlan(
-        start=slots,
-        maximum=2 * slots,
-        hold_s=2.0,
-        warmup_s=0.8,  # more than one round trip through the queue: the waits have settled
+        # Either side of the capacity by a whole SLO margin's worth of queue.
+        levels=(expected - 4, expected + 4),
+        hold_s=2.4,
+        warmup_s=1.2,  # more than one round trip through the queue: the waits have settled
         search=True,
         slos=(f"ttft.mean < {bound_ms:g}ms",),
         # The mean's SLO decides; how the per-request waits spread (all alike, or a
@@ -81,22 +86,12 @@ def test_search_finds_the_capacity_the_mocks_batch_slots_give(tmp_path: Path) ->
         target=0.5,
     )
     result = run_sweep(scenario, plan, out_dir=tmp_path / "run")
-    # A closed loop of c > slots keeps the server busy: slots / service requests
-    # complete per second, so by Little's law each request spends c * service / slots,
-    # and the mean queue wait is (c - slots) * service / slots, whatever the phases.
-    # The mean TTFT, the unqueued one plus that wait, stays under the bound up to the
-    # capacity below. The unqueued TTFT is the first level's (at the slots), measured:
-    # ttft_ms plus what the mock and the client add on this machine.
-    first = result.analysis.levels[0]
-    unqueued_ms = first.merged().figures()["ttft.mean_ms"]
-    assert first.level == slots
-    assert ttft_ms <= float(unqueued_ms) < bound_ms
-    expected = math.floor(slots + (bound_ms - float(unqueued_ms)) * slots / service_ms)
     capacity = result.analysis.capacity
     assert capacity is not None
     assert abs(capacity.level - expected) <= max(1, 0.05 * expected), [
         (r.level, r.within_slo, r.slo_failures) for r in result.analysis.levels
     ]
+    assert len(result.analysis.levels) >= 4  # the two steps, then bisection
     assert result.report["capacity"]["capacity"] == capacity.level
     assert_valid_report(result.report)
 

@@ -33,13 +33,13 @@ from typing import Any, Final
 import orjson
 import trio
 
+from onybench.decimals import decimal_text
 from onybench.mock.config import MockConfig
 from onybench.mock.encode import DONE, ResponseEncoder, error_body, models_body, sse
 from onybench.mock.plan import (
     BadRequest,
     Kind,
     ResponsePlan,
-    decimal_text,
     parse_request,
     plan_response,
 )

@@ -12,8 +12,9 @@ from typing import Any
 
 import orjson
 
+from onybench.decimals import decimal_text
 from onybench.mock.dialects import DIALECTS, Dialect
-from onybench.mock.plan import CompletionRequest, ResponsePlan, decimal_text
+from onybench.mock.plan import CompletionRequest, ResponsePlan
 
 DONE = b"data: [DONE]\n\n"
 

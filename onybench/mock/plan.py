@@ -205,11 +205,6 @@ def _chunk_sizes(tokens: int, per_chunk: int, word_cuts: random.Random | None) -
     return tuple(sizes)
 
 
-def decimal_text(amount: Decimal) -> str:
-    """`amount` as a plain decimal literal, no exponent, no trailing zeros (``0.0000128``)."""
-    return format(amount.normalize(), "f")
-
-
 def _message_text(message: Any) -> str:
     if not isinstance(message, dict):
         raise BadRequest("every message must be an object")

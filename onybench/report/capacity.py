@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from onybench.capacity import Analysis, LevelResult, project_costs
-from onybench.pricing import Pricing, decimal_text
+from onybench.decimals import decimal_text
+from onybench.pricing import Pricing
 from onybench.report.escape import html_text as h
 from onybench.report.escape import markdown_text as md
 

@@ -40,13 +40,14 @@ class ChunkedBodyError(ValueError):
 class ChunkedBodyDecoder:
     """A state machine fed bytes, returning the decoded body bytes they complete."""
 
-    __slots__ = ("_buffer", "_remaining", "_state", "_trailer_bytes", "unused")
+    __slots__ = ("_buffer", "_error", "_remaining", "_state", "_trailer_bytes", "unused")
 
     def __init__(self) -> None:
         self._state = _SIZE
         self._buffer = b""  # the start of a line (size, CRLF, trailer) not yet complete
         self._remaining = 0  # bytes of the current chunk's data still to come
         self._trailer_bytes = 0
+        self._error: ChunkedBodyError | None = None
         self.unused = b""  # bytes received after the end of the body
 
     @property
@@ -55,13 +56,35 @@ class ChunkedBodyDecoder:
         return self._state == _DONE
 
     def feed(self, data: bytes) -> bytes:
-        """Decode `data`, the next bytes of the body; return the body bytes it completes."""
+        """Decode `data`, the next bytes of the body; return the body bytes it completes.
+
+        Bad framing raises `ChunkedBodyError`; when body bytes came before it in the
+        same `data`, they are returned first and the error is raised by the next call
+        (`raise_if_failed` raises it without more data).
+        """
+        self.raise_if_failed()
         if self._buffer:
             data = self._buffer + data
             self._buffer = b""
+        pieces: list[bytes] = []
+        try:
+            self._decode(data, pieces)
+        except ChunkedBodyError as exc:
+            if not pieces:
+                raise
+            self._error = exc
+        if len(pieces) == 1:
+            return pieces[0]
+        return b"".join(pieces)
+
+    def raise_if_failed(self) -> None:
+        """Raise the error found after the body bytes the last `feed` returned, if any."""
+        if self._error is not None:
+            raise self._error
+
+    def _decode(self, data: bytes, pieces: list[bytes]) -> None:
         pos = 0
         end = len(data)
-        pieces: list[bytes] = []
         while pos < end:
             state = self._state
             if state == _DATA:
@@ -112,9 +135,6 @@ class ChunkedBodyDecoder:
             else:
                 self.unused += data[pos:]
                 break
-        if len(pieces) == 1:
-            return pieces[0]
-        return b"".join(pieces)
 
     def _keep_line_start(self, data: bytes, pos: int, limit: int, what: str) -> None:
         """Keep an incomplete line for the next feed; raise if it cannot become valid."""

@@ -15,7 +15,6 @@ from onybench.mock import MockConfig
 from onybench.mock.plan import (
     BadRequest,
     CompletionRequest,
-    decimal_text,
     parse_request,
     plan_response,
 )
@@ -192,23 +191,6 @@ def test_usage_and_cost_are_reported_when_the_config_and_request_say_so(
 ) -> None:
     plan = plan_response(config, req, 0)
     assert (plan.usage, plan.cost) == (usage, cost)
-
-
-@pytest.mark.parametrize(
-    ("amount", "text"),
-    [
-        (Decimal("0.0000053"), "0.0000053"),
-        (Decimal("0.0000010"), "0.000001"),
-        (Decimal("1E-7"), "0.0000001"),
-        (Decimal("0E-7"), "0"),
-        (Decimal("1E+2"), "100"),
-        (Decimal("12.50"), "12.5"),
-    ],
-)
-def test_decimal_text_is_a_plain_literal_without_exponent_or_trailing_zeros(
-    amount: Decimal, text: str
-) -> None:
-    assert decimal_text(amount) == text
 
 
 def test_a_latency_factor_slows_only_its_model() -> None:

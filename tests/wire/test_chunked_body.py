@@ -39,6 +39,7 @@ def decode(parts: list[bytes]) -> tuple[bytes, ChunkedBodyDecoder, list[bytes]]:
     """Feed `parts` in order; the body, the decoder, and what each feed returned."""
     decoder = ChunkedBodyDecoder()
     returned = [decoder.feed(part) for part in parts]
+    decoder.raise_if_failed()
     return b"".join(returned), decoder, returned
 
 
@@ -182,6 +183,15 @@ def test_the_error_shows_the_bytes_that_broke_the_framing() -> None:
     with pytest.raises(ChunkedBodyError) as crlf:
         decode([b"3\r\nhello\r\n"])
     assert str(crlf.value) == "chunk data not followed by CRLF (found b'lo'): wrong chunk size?"
+
+
+def test_body_bytes_before_bad_framing_come_out_first_and_the_error_next() -> None:
+    decoder = ChunkedBodyDecoder()
+    assert decoder.feed(b"5\r\nhello\r\nzz\r\n") == b"hello"
+    with pytest.raises(ChunkedBodyError, match="malformed chunk size line b'zz"):
+        decoder.raise_if_failed()
+    with pytest.raises(ChunkedBodyError, match="malformed chunk size line b'zz"):
+        decoder.feed(b"5\r\nagain\r\n")
 
 
 def test_a_size_line_that_never_ends_is_refused_at_the_cap() -> None:
