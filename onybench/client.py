@@ -173,8 +173,10 @@ class StreamingClient:
         the same whenever it is built; building it is left to the caller.
         """
         retries = 0
+        retry_after_s: float | None = None
         while True:
-            outcome = await self._measure_once(spec, sink, context, retries)
+            outcome = await self._measure_once(spec, sink, context, retries, retry_after_s)
+            retry_after_s = outcome.retry_after_s or retry_after_s
             delay = self._retry_delay(outcome, retries)
             if delay is None:
                 sink(outcome.pending)
@@ -184,7 +186,7 @@ class StreamingClient:
             try:
                 await trio.sleep(delay)
             except trio.Cancelled:
-                sink(outcome.pending)
+                sink(outcome.pending)  # cancelled while waiting: the failure it waited after
                 raise
 
     def _retry_delay(self, outcome: _Outcome, retries: int) -> float | None:
@@ -203,16 +205,19 @@ class StreamingClient:
         sink: PendingSink,
         context: RecordContext | None,
         retries: int,
+        retry_after_s: float | None,
     ) -> _Outcome:
         """One attempt: its pending record, and its error class when known before the
         record is built (HTTP status and transport errors; a stream's own verdict is not
-        retried). A cancelled attempt goes to `sink` at once."""
+        retried). A cancelled attempt goes to `sink` at once. `retries` and
+        `retry_after_s` carry what the attempts before it met."""
         attempt = _Attempt(
             model=spec.model,
             start_ns=self._clock(),
             context=context or RecordContext(),
             max_tokens=spec.max_tokens,
             retries=retries,
+            retry_after_s=retry_after_s,
         )
         target = self._target
         try:
@@ -268,7 +273,9 @@ class StreamingClient:
             attempt.status = response.status_code
             attempt.connect_ns = response.extensions.get("onybench.connect_ns")
             if response.status_code != 200:
-                attempt.retry_after_s = _retry_after_s(response.headers.get("retry-after"))
+                retry_after_s = _retry_after_s(response.headers.get("retry-after"))
+                if retry_after_s is not None:
+                    attempt.retry_after_s = retry_after_s
                 with idle:  # an error body is small: all of it within the read timeout
                     attempt.error_body = await _read_capped(stream)
                 if idle.cancelled_caught:

@@ -106,11 +106,12 @@ def per_mtok_at_rate(hourly: Money, tokens_per_s: float) -> Money | None:
 
 
 def with_estimated_cost(record: RequestRecord, pricing: Pricing | None) -> RequestRecord:
-    """`record` with its cost from the price table (``cost_source`` "pricing") when the
-    server answered but sent no cost, and the model is in the table; else `record`.
+    """`record` with its cost from the price table (``cost_source`` "pricing") when it
+    succeeded without a cost from the server, and the model is in the table; else
+    `record` (a failed stream may lack the cost only because it ended early).
 
     Prompt tokens are the server's usage, or the prompt's own estimate without it."""
-    if pricing is None or record.cost_amount is not None or record.status != 200:
+    if pricing is None or record.cost_amount is not None or not record.succeeded:
         return record
     prompt_tokens = record.prompt_tokens
     if prompt_tokens is None:

@@ -12,7 +12,10 @@ What it does not do, on purpose:
 - HTTP/2, protocol upgrades (101) and CONNECT tunnels: HTTP/1.1 only.
 - Proxies: there is no ``proxy`` argument. (httpx itself ignores ``HTTP(S)_PROXY`` when a
   custom transport is given, so every request goes straight to the target.)
-- Retries: a request that fails is reported, never sent twice.
+- Retries: a request that fails is reported, never sent twice here (the client resends
+  only when asked, `--retries`, and counts it). A server that closes connections after
+  every response costs the one request whose reused connection it had closed; the pool
+  then stops reusing that origin's connections (see `_checkout`).
 
 Errors are httpx's own (``httpx.ConnectError``, ``httpx.ReadTimeout``, ...), mapped from
 trio, OSError, ssl and h11 errors in one place, ``_raise_mapped``; each carries the
@@ -143,7 +146,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
             try:
                 head = await _receive_head(conn, read_timeout)
             except Exception as exc:
-                if connect_ns is None and not isinstance(exc, trio.TooSlowError):
+                if (
+                    connect_ns is None
+                    and origin not in self._keeps_alive
+                    and not isinstance(exc, trio.TooSlowError)
+                ):
                     # A reused connection closed before any answer: the server closes
                     # after responses. This request is lost (and classified); the next
                     # ones get connections of their own.
@@ -154,7 +161,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except BaseException:
             # Cancelled too: a half-done exchange leaves the connection unusable.
             conn.close()
-            self._probing.discard(origin)
+            if connect_ns is None:  # only a request on a reused connection can be the probe
+                self._probing.discard(origin)
             raise
         if connect_ns is None and origin in self._probing:
             # The first reused connection was answered: this server keeps them.
@@ -197,7 +205,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
             # response while announcing keep-alive; a request sent there would be lost.
             if _is_readable(conn.socket):
                 conn.close()
-                if trio.current_time() - conn.released_at < _PROMPT_CLOSE_S:
+                if (
+                    origin not in self._keeps_alive
+                    and trio.current_time() - conn.released_at < _PROMPT_CLOSE_S
+                ):
                     self._closes_after_response.add(origin)
                 continue
             if origin not in self._keeps_alive:
@@ -208,8 +219,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
     def _release(self, conn: _Connection, reusable: bool) -> None:
         """Called once the body was read to its end: pool `conn` if it can be reused."""
         if reusable and _is_readable(conn.socket):
-            # EOF already, right behind the response's last byte.
-            self._closes_after_response.add(conn.origin)
+            # EOF already, right behind the response's last byte: closed on purpose, and
+            # by a server not yet seen keeping connections, for good.
+            reusable = False
+            if conn.origin not in self._keeps_alive:
+                self._closes_after_response.add(conn.origin)
         if reusable and not self._closed and conn.origin not in self._closes_after_response:
             conn.released_at = trio.current_time()
             self._idle.setdefault(conn.origin, []).append(conn)

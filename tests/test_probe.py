@@ -20,7 +20,7 @@ EXPECTED: dict[str, tuple[bool | None, str, str, str, int]] = {
     "onysoft": (True, "ignored", "accepted", "server", 3),
     "openai": (False, "ignored", "refused", "none", 3),
     "vllm": (False, "supported", "accepted", "none", 3),
-    "llamacpp": (True, "ignored", "accepted", "none", 3),
+    "llamacpp": (False, "ignored", "accepted", "none", 3),
     "litellm": (False, "ignored", "accepted", "usage_cost", 3),
     "hf-serve": (True, "ignored", "accepted", "none", 0),
     "llama-cpp-python": (False, "ignored", "accepted", "none", 3),

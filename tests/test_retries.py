@@ -47,5 +47,10 @@ def test_with_retries_each_retry_is_counted_and_sent_once_more(tmp_path: Path) -
     # A request that still failed had used up all its retries.
     assert all(r.retries == 3 for r in records if r.error_class == "http_429")
     assert report["server_profile"]["retries"]["retries"] == retries
+    # Retry-After is kept from the attempt that met it, even when a retry then succeeded.
+    assert all(r.retry_after_s == 1.0 for r in records if r.retries)
+    assert report["server_profile"]["retries"]["retry_after_requests"] == sum(
+        1 for r in records if r.retries or r.error_class == "http_429"
+    )
     figures = report["groups"][0]["figures"]
     assert figures["requests.total"] == 12

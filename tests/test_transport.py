@@ -907,3 +907,45 @@ async def test_httpx_client_maps_a_refused_connection_to_connect_error() -> None
     async with httpx.AsyncClient(transport=LeanTransport()) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(f"http://127.0.0.1:{port}/v1/models")
+
+
+async def test_a_server_that_closes_after_each_response_is_not_reused_after_the_first_sign() -> (
+    None
+):
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.respond()
+        # returning closes the connection right behind the response, keep-alive announced
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        responses = [(await fetch(transport, server.url()))[0] for _ in range(5)]
+        await transport.aclose()
+
+    # Every request got a connection of its own, none was lost.
+    assert all(isinstance(r.extensions["onybench.connect_ns"], int) for r in responses)
+    assert len(server.connections) == 5
+
+
+async def test_an_origin_seen_keeping_connections_is_not_given_up_for_one_close() -> None:
+    requests_seen = [0]
+
+    async def script(side: ServerSide) -> None:
+        while await side.read_request() is not None:
+            requests_seen[0] += 1
+            await side.respond()
+            if requests_seen[0] == 2:
+                return  # the server closes this (proven) connection once, e.g. a restart
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        connect = []
+        for _ in range(4):
+            response, _ = await fetch(transport, server.url())
+            connect.append(response.extensions["onybench.connect_ns"])
+            await trio.sleep(0.01)  # the close reaches the client before it reuses
+        await transport.aclose()
+
+    assert connect[1] is None  # the second request proved reuse
+    assert isinstance(connect[2], int)  # the closed connection was replaced ...
+    assert connect[3] is None  # ... and reuse went on

@@ -26,9 +26,12 @@ CACHE_WARNING_SHARE = 0.1
 
 @dataclass
 class ServerProfile:
-    """Counters over requests; `streams` are the requests the server answered 200."""
+    """Counters over requests: `streams` are the requests the server answered 200,
+    `complete_streams` those that also ended well; usage, cost, stream end and token
+    counts are over the complete ones (a failed stream ends before its usage)."""
 
     streams: int = 0
+    complete_streams: int = 0
     events: int = 0
     done: int = 0
     finish_then_close: int = 0
@@ -66,16 +69,20 @@ class ServerProfile:
             self.connections_opened += 1
         else:
             self.connections_reused += 1
-        if record.status != 200:
+        # Records written before onybench noted what the server did (events = 0 for a
+        # stream that was not empty) tell nothing about it.
+        if record.status != 200 or (record.events == 0 and record.succeeded):
             return
         self.streams += 1
         self.events += record.events
-        self.done += record.done
-        self.finish_then_close += (
-            not record.done and record.succeeded and record.finish_reason is not None
-        )
         self.role_first += record.role_first
         self.server_timings += record.server_timings
+        if not record.succeeded:
+            # A failed stream ends early: its usage, cost and end tell nothing of the server.
+            return
+        self.complete_streams += 1
+        self.done += record.done
+        self.finish_then_close += not record.done and record.finish_reason is not None
         self.reasoning_tokens += record.reasoning_tokens or 0
         self.cost_sources[record.cost_source or "none"] += 1
         if record.cached_tokens is not None:
@@ -118,12 +125,13 @@ class ServerProfile:
 
     def describe(self) -> dict[str, Any]:
         """report.json's `server_profile`: the counts by topic, and the warnings."""
-        missing_usage = self.streams - self.usage_reported
+        missing_usage = self.complete_streams - self.usage_reported
         mean_per_chunk = (
             self.usage_tokens / self.usage_token_chunks if self.usage_token_chunks else None
         )
         return {
             "streams": self.streams,
+            "complete_streams": self.complete_streams,
             "events": self.events,
             "usage": {
                 "reported": self.usage_reported,
@@ -168,12 +176,11 @@ class ServerProfile:
     def warnings(self) -> list[str]:
         """One sentence for each figure the server's behaviour makes estimated or suspect."""
         out: list[str] = []
-        missing_usage = self.streams - self.usage_reported
+        missing_usage = self.complete_streams - self.usage_reported
         if missing_usage:
             out.append(
-                f"{missing_usage} of {self.streams} streams reported no usage: their output "
-                "token counts are ESTIMATED as one token per content chunk (ask for usage "
-                "with request.include_usage = true if the server supports it)"
+                f"{missing_usage} of {self.complete_streams} complete streams reported no "
+                "usage: their output token counts are ESTIMATED as one token per content chunk"
             )
         if self.usage_tokens > self.usage_token_chunks > 0:
             mean = self.usage_tokens / self.usage_token_chunks
@@ -199,8 +206,8 @@ class ServerProfile:
                 f"cost of {self.cost_sources['usage_cost']} requests is the proxy's own "
                 "estimate (usage.cost, e.g. LiteLLM's price map), not the API's bill"
             )
-        if no_cost and no_cost < self.streams:
-            out.append(f"{no_cost} of {self.streams} streams reported no cost")
+        if no_cost and no_cost < self.complete_streams:
+            out.append(f"{no_cost} of {self.complete_streams} complete streams reported no cost")
         if self.cache_prompt_tokens and (
             self.cached_tokens / self.cache_prompt_tokens > CACHE_WARNING_SHARE
         ):

@@ -56,7 +56,7 @@ class RequestRecord:
     stage: str | None = None
     prompt_tokens_requested: int | None = None  # the prompt's estimated length
     max_tokens_requested: int | None = None
-    # What the server did (the report's server profile): data events received,
+    # What the server did (the report's server profile): data events received ([DONE] too),
     # whether `[DONE]` came, whether the first event was a token-less (role) chunk,
     # whether it sent a `timings` object.
     events: int = 0
@@ -71,8 +71,9 @@ class RequestRecord:
     # "server" (the API's cost object), "usage_cost" (a proxy's usage.cost estimate)
     # or "pricing" (the scenario's price table applied to the usage); None: no cost.
     cost_source: str | None = None
-    # Attempts that failed and were sent again (only with --retries), and the
-    # Retry-After the last 429 or 503 asked for, in seconds.
+    # Attempts that failed and were sent again (only with --retries): the record is
+    # the last attempt's (its start_ns too). retry_after_s: the last Retry-After any
+    # attempt was given, in seconds.
     retries: int = 0
     retry_after_s: float | None = None
 
@@ -146,8 +147,11 @@ class RequestRecord:
 
     @property
     def schedule_lag_ns(self) -> int | None:
-        """Actual start − intended start (open loop only)."""
-        return None if self.intended_start_ns is None else self.start_ns - self.intended_start_ns
+        """Actual start − intended start (open loop only); None after a retry, whose last
+        attempt started late because of the server, not the client."""
+        if self.intended_start_ns is None or self.retries:
+            return None
+        return self.start_ns - self.intended_start_ns
 
     @property
     def ttft_from_intended_ns(self) -> int | None:

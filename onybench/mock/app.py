@@ -148,7 +148,6 @@ class MockApp:
             )
             return
         cache_hit = self._config.prompt_cache and request.prompt_key in self._prompt_cache
-        self._prompt_cache.add(request.prompt_key)
         plan = plan_response(self._config, request, next(self._arrivals), cache_hit=cache_hit)
         exchange.model = request.model
         exchange.stream = request.stream
@@ -169,6 +168,8 @@ class MockApp:
         if plan.context_overflow:
             await self._refuse_overflow(exchange, plan)
             return
+        if self._config.prompt_cache:  # only a prompt that was answered is in the cache
+            self._prompt_cache.add(request.prompt_key)
         encoder = ResponseEncoder(
             request, plan, exchange.id, int(time.time()), self._config.currency, dialect
         )
@@ -258,7 +259,7 @@ class MockApp:
         dialect = encoder.dialect
         if dialect.finish_apart and fault != "no_finish":
             await exchange.body(sse(encoder.finish_chunk(), _stamp(stamp)))
-        if plan.usage and fault != "no_finish":
+        if plan.usage:  # (never with no_finish: the plan leaves usage out)
             if dialect.usage_place != "finish_chunk":  # else it went with the finish chunk
                 await exchange.body(sse(encoder.usage_chunk(), _stamp(stamp)))
             exchange.cost = None if plan.cost is None else decimal_text(plan.cost)

@@ -11,8 +11,9 @@ into chunks, the connection's life and which request fields are accepted.
   400 for any request field outside OpenAI's schema.
 - vllm: as openai (unknown fields accepted), and `continuous_usage_stats`
   honoured: a running usage in every chunk.
-- llamacpp: role chunk with content null, usage always, a `timings` object,
-  and the connection closed after every response.
+- llamacpp: role chunk with content null, the finish_reason in a chunk of its
+  own, usage when asked, a `timings` object in the last chunk, and the
+  connection closed after every response.
 - litellm: the finish_reason in a chunk of its own (empty delta), usage when
   asked, in a chunk with one empty-delta choice, its cost as `usage.cost` (a
   float in USD), as LiteLLM 1.106 sends them.
@@ -73,10 +74,10 @@ DIALECTS: Final[dict[str, Dialect]] = {
         Dialect(
             "llamacpp",
             role_content_null=True,
-            usage="always",
             timings=True,
             close_after_response=True,
             context_error="llamacpp",
+            finish_apart=True,
         ),
         Dialect("litellm", usage_place="empty_delta", cost="usage_cost", finish_apart=True),
         Dialect(

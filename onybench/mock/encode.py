@@ -107,16 +107,24 @@ class ResponseEncoder:
         return chunks
 
     def finish_chunk(self) -> bytes:
-        """The finish_reason on its own, with an empty delta (dialects with `finish_apart`)."""
-        choice = {"index": 0, "delta": {}, "finish_reason": self.plan.finish_reason}
-        return orjson.dumps(self._envelope(self._chunk_object(), [choice]))
+        """The finish_reason on its own, with an empty delta (dialects with `finish_apart`);
+        the stream's last chunk, with any `timings`, when no usage follows."""
+        choice = {**self._empty_choice(), "finish_reason": self.plan.finish_reason}
+        envelope = self._envelope(self._chunk_object(), [choice])
+        if not self.plan.usage:
+            self._add_timings(envelope)
+        return orjson.dumps(envelope)
+
+    def _empty_choice(self) -> dict[str, Any]:
+        """A choice that carries nothing: an empty delta (chat) or text (completions)."""
+        return (
+            {"index": 0, "delta": {}} if self.request.kind == "chat" else {"index": 0, "text": ""}
+        )
 
     def usage_chunk(self) -> bytes:
         """The chunk after the content that reports usage (and cost): with empty
         choices, or (LiteLLM) one choice with an empty delta."""
-        choices: list[dict[str, Any]] = (
-            [{"index": 0, "delta": {}}] if self.dialect.usage_place == "empty_delta" else []
-        )
+        choices = [self._empty_choice()] if self.dialect.usage_place == "empty_delta" else []
         return orjson.dumps(self._with_usage(self._envelope(self._chunk_object(), choices)))
 
     def malformed_chunk(self) -> bytes:
@@ -153,14 +161,20 @@ class ResponseEncoder:
             else:
                 amount = orjson.Fragment(decimal_text(plan.cost).encode())
                 envelope["cost"] = {"amount": amount, "currency": self.currency}
-        if self.dialect.timings:
-            envelope["timings"] = {
-                "prompt_n": plan.prompt_tokens,
-                "prompt_ms": plan.chunk_offsets_ns[0] / 1e6,
-                "predicted_n": plan.output_tokens,
-                "predicted_ms": (plan.chunk_offsets_ns[-1] - plan.chunk_offsets_ns[0]) / 1e6,
-            }
+        self._add_timings(envelope)
         return envelope
+
+    def _add_timings(self, envelope: dict[str, Any]) -> None:
+        """llama-server's `timings` object, in dialects that send one."""
+        if not self.dialect.timings:
+            return
+        plan = self.plan
+        envelope["timings"] = {
+            "prompt_n": plan.prompt_tokens,
+            "prompt_ms": plan.chunk_offsets_ns[0] / 1e6,
+            "predicted_n": plan.output_tokens,
+            "predicted_ms": (plan.chunk_offsets_ns[-1] - plan.chunk_offsets_ns[0]) / 1e6,
+        }
 
 
 def _usage(prompt: int, completion: int) -> dict[str, Any]:

@@ -56,11 +56,11 @@ _CLOSE_AFTER_RESPONSE = "onybench_close_after_response"
 
 
 class _ClosingTCPServer(hypercorn.trio.tcp_server.TCPServer):
-    """hypercorn's connection handler, closing the connection once a response is done
-    when its config says so, without a ``Connection: close`` header.
+    """hypercorn's connection handler, closing the connection once any response is
+    done when its config says so, without a ``Connection: close`` header.
 
     That is llama.cpp's llama-server: it announces keep-alive, then closes after
-    every streamed response, so a client that reuses the connection races the
+    every response, so a client that reuses the connection races the
     close. hypercorn has no such setting (its keep_alive_max_requests announces
     the close; a zero keep-alive timeout would also close connections that have
     not sent their first request yet), so the "idle again" event is the hook.

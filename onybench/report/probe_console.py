@@ -33,7 +33,7 @@ def render_probe(result: Mapping[str, Any]) -> str:
     lines = [f"onybench probe {result['base_url']}  model {result['model']}", ""]
     lines += [f"  {label.ljust(width)}  {value}" for label, value in rows]
     if result["first_error"]:
-        lines += ["", f"first error: {result['first_error']}"]
+        lines += ["", f"first error (option probes included): {result['first_error']}"]
     warnings = result["server_profile"]["warnings"]
     if warnings:
         lines += ["", *(f"note: {warning}" for warning in warnings)]

@@ -16,6 +16,7 @@ _COST_LABELS = {
 def profile_rows(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) rows describing what the server did; empty without streams."""
     streams = profile["streams"]
+    complete = profile["complete_streams"]
     if not streams:
         return []
     usage = profile["usage"]
@@ -26,7 +27,7 @@ def profile_rows(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows = [
         (
             "usage",
-            f"{usage['reported']}/{streams} streams"
+            f"{usage['reported']}/{complete} complete streams"
             + (f" ({usage['continuous']} with a running usage)" if usage["continuous"] else "")
             + f"; token counts: {usage['token_counts'].replace('_', ' ')}",
         ),
@@ -44,7 +45,7 @@ def profile_rows(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
         ),
         (
             "stream end",
-            f"[DONE] {ends['done']}/{streams}"
+            f"[DONE] {ends['done']}/{complete}"
             + (
                 f", finish_reason then close {ends['finish_then_close']}"
                 if ends["finish_then_close"]

@@ -36,7 +36,8 @@ class StreamSummary:
     `empty_response` (a clean end without a single event) or `truncated`
     (anything else).
 
-    What the server did, for the report's server profile: `events` data events,
+    What the server did, for the report's server profile: `events` data events
+    (``[DONE]`` included),
     `done` whether `[DONE]` came, `role_first` whether the first event carried no
     token (a role-only opening chunk); when every token-bearing chunk carried a
     running usage (vLLM's `continuous_usage_stats`), `chunk_tokens` holds each
@@ -116,7 +117,7 @@ def assemble(timed_data: Sequence[tuple[int, str]], *, closed_cleanly: bool) -> 
         if carries_token:
             token_times.append(arrival_ns)
             running.append(chunk_usage.completion_tokens if chunk_usage else None)
-        elif events == 1 and not done:
+        elif events == 1 and not (done or stream_error or malformed):
             role_first = True
 
     chunk_tokens = _chunk_tokens(running)
@@ -158,8 +159,10 @@ def assemble(timed_data: Sequence[tuple[int, str]], *, closed_cleanly: bool) -> 
 
 
 def _chunk_tokens(running: list[int | None]) -> tuple[int, ...]:
-    """Each chunk's tokens from a running count in every chunk; () if any lacks it."""
+    """Each chunk's tokens from a running count in every chunk (two at least); () if any
+    lacks it."""
     totals = [total for total in running if total is not None]
-    if not totals or len(totals) < len(running):
+    # One token chunk carrying the usage is a usage-in-the-last-chunk stream, not a running one.
+    if len(totals) < max(len(running), 2):
         return ()
     return tuple(max(b - a, 0) for a, b in pairwise([0, *totals]))

@@ -41,8 +41,11 @@ def test_counts_follow_what_each_stream_showed() -> None:
     cached = replace(BASE, cached_tokens=10)
     refused = replace(BASE, status=429, retry_after_s=1.0, events=0)
     lost = replace(BASE, status=None, error_class="connection_closed")
-    described = profile_of(BASE, no_usage, cached, refused, lost).describe()
-    assert described["streams"] == 3
+    # A stream cut short has no usage because it ended early, not because the server
+    # sends none: it counts as a stream, not in the usage, cost or end figures.
+    cut = replace(BASE, output_tokens=None, done=False, error_class="truncated", cost_amount=None)
+    described = profile_of(BASE, no_usage, cached, refused, lost, cut).describe()
+    assert (described["streams"], described["complete_streams"]) == (4, 3)
     assert described["usage"] == {
         "reported": 2,
         "continuous": 0,
@@ -52,7 +55,7 @@ def test_counts_follow_what_each_stream_showed() -> None:
     assert described["tokens_per_chunk"] == {"mean": 2.0, "requests_by_mean": {"2.0": 2}}
     assert described["cost_source"] == {"server": 2, "usage_cost": 0, "pricing": 0, "none": 1}
     assert described["stream_end"] == {"done": 2, "finish_then_close": 1}
-    assert described["connections"] == {"opened": 1, "reused": 3, "closed_by_server": 1}
+    assert described["connections"] == {"opened": 1, "reused": 4, "closed_by_server": 1}
     assert described["prompt_cache"] == {
         "reported": 1,
         "hit_requests": 1,
@@ -61,11 +64,16 @@ def test_counts_follow_what_each_stream_showed() -> None:
     }
     assert described["retries"] == {"retries": 0, "retry_after_requests": 1}
     warnings = " ".join(described["warnings"])
-    assert "1 of 3 streams reported no usage" in warnings
+    assert "1 of 3 complete streams reported no usage" in warnings
     assert "chunks carried 2.00 tokens on average" in warnings
     assert "ESTIMATED by spreading" in warnings
     assert "prompt cache served 100%" in warnings
     assert "closed 1 connections" in warnings
+
+
+def test_records_from_before_the_profile_existed_tell_nothing_of_the_server() -> None:
+    old = replace(BASE, events=0, done=False, role_first=False, cost_source=None)
+    assert profile_of(old).describe()["streams"] == 0
 
 
 def test_a_well_behaved_server_gets_no_warning() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -89,3 +90,9 @@ def test_json_round_trip_keeps_cost_as_an_exact_decimal() -> None:
     data = r.to_json_dict()
     assert data["cost_amount"] == "0.000008"
     assert RequestRecord.from_json_dict(data) == r
+
+
+def test_a_retried_request_has_no_schedule_lag_the_server_caused_its_late_start() -> None:
+    late = RequestRecord(index=0, model="m", start_ns=5_000, end_ns=9_000, intended_start_ns=1_000)
+    assert late.schedule_lag_ns == 4_000
+    assert replace(late, retries=1).schedule_lag_ns is None

@@ -50,11 +50,17 @@ async def test_hf_serve_puts_usage_in_the_finish_chunk_and_sends_no_done() -> No
     assert sum(sizes) == 20
 
 
-async def test_llama_server_sends_timings_and_a_null_content_role_chunk() -> None:
-    events = await parsed("llamacpp")
-    assert events[0]["choices"][0]["delta"]["content"] is None
-    assert events[-2]["timings"]["predicted_n"] == 5
-    assert events[-2]["usage"]["completion_tokens"] == 5
+async def test_llama_server_sends_timings_in_its_last_chunk_and_usage_when_asked() -> None:
+    asked = await parsed("llamacpp", stream_options={"include_usage": True})
+    assert asked[0]["choices"][0]["delta"]["content"] is None
+    assert asked[-3]["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+    assert "timings" not in asked[-3]
+    assert asked[-2]["timings"]["predicted_n"] == 5
+    assert asked[-2]["usage"]["completion_tokens"] == 5
+    unasked = await parsed("llamacpp")
+    assert unasked[-2]["choices"][0]["finish_reason"] == "stop"
+    assert unasked[-2]["timings"]["predicted_n"] == 5
+    assert all("usage" not in e for e in unasked if e != b"[DONE]")
 
 
 async def test_vllm_sends_a_running_usage_when_asked() -> None:
