@@ -30,16 +30,7 @@ import uvloop
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_sampler import CpuSampler, cpu_s
-
-BODY = orjson.dumps(
-    {
-        "model": "bench-model",
-        "messages": [{"role": "user", "content": "one two three"}],
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-)
-HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer bench-not-a-secret"}
+from simple_client import BODY, HEADERS, stream_record
 
 
 def rss_bytes() -> int:
@@ -60,26 +51,7 @@ async def one_request(session: aiohttp.ClientSession, url: str) -> dict[str, Any
                 reads.append((clock(), data))
     except (aiohttp.ClientError, TimeoutError) as exc:
         error = type(exc).__name__
-    token_times: list[int] = []
-    response_id = None
-    pending = b""
-    for arrival_ns, data in reads:
-        *events, pending = (pending + data).split(b"\n\n")
-        for event in events:
-            payload = event.removeprefix(b"data: ")
-            if payload == b"[DONE]":
-                continue
-            chunk = orjson.loads(payload)
-            response_id = chunk.get("id", response_id)
-            choices = chunk.get("choices")
-            if choices and choices[0].get("delta", {}).get("content"):
-                token_times.append(arrival_ns)
-    return {
-        "response_id": response_id,
-        "start_ns": start_ns,
-        "token_times_ns": token_times,
-        "error_class": error,
-    }
+    return stream_record(start_ns, reads, error)
 
 
 async def stream(args: dict[str, Any]) -> dict[str, Any]:

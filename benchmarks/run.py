@@ -46,7 +46,13 @@ from fidelity import (  # noqa: E402 - a sibling module; benchmarks/ is no packa
 )
 
 RESULTS_DIR = BENCH_DIR / "results"
-CLIENTS = {"onybench": "onybench_driver.py", "reference": "reference_client.py"}
+CLIENTS = {
+    "onybench": "onybench_driver.py",
+    "reference": "reference_client.py",
+    "httpx-baseline": "httpx_baseline.py",
+}
+# The level at which `--httpx-baseline` also runs the "obvious way" client.
+HTTPX_BASELINE_LEVEL = "100"
 # The thresholds the brief's "no silent distortion" check uses (ms).
 DISTORTION_TTFT_P50_MS = 5.0
 DISTORTION_ITL_P50_MS = 1.0
@@ -271,6 +277,11 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
             {
                 "level": key,
                 "cpu_per_event": ratio(ony.get("cpu_us_per_event"), ref.get("cpu_us_per_event")),
+                # onybench / the shared-pool httpx client (--httpx-baseline levels only).
+                "cpu_per_event_vs_httpx_baseline": ratio(
+                    ony.get("cpu_us_per_event"),
+                    rows.get("httpx-baseline", {}).get("cpu_us_per_event"),
+                ),
                 **{
                     f"{m}_error_p{q}": _abs_ratio(
                         of.get(f"{m}_error_p{q}_ms"), rf.get(f"{m}_error_p{q}_ms")
@@ -551,6 +562,12 @@ def print_report(results: dict[str, Any]) -> None:
             ],
         )
     )
+    for r in summary["ratios"]:
+        if r.get("cpu_per_event_vs_httpx_baseline") is not None:
+            out(
+                f"  onybench / httpx shared-pool baseline at {r['level']}: CPU/ev "
+                f"{_f(r['cpu_per_event_vs_httpx_baseline'])}\n"
+            )
     out("\nstreams held open and idle: CPU to open one, RSS growth per stream\n")
     open_rows = []
     for row in results["open_streams"]:
@@ -640,6 +657,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-open", action="store_true", help="skip the held-open streams")
     parser.add_argument("--no-reference", action="store_true", help="onybench only")
+    parser.add_argument(
+        "--httpx-baseline",
+        action="store_true",
+        help=f"also run one httpx AsyncClient with a shared pool at level {HTTPX_BASELINE_LEVEL}",
+    )
     parser.add_argument("--keep", action="store_true", help="keep records and send logs")
     parser.add_argument(
         "--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON results go"
@@ -664,12 +686,14 @@ def main(argv: list[str] | None = None) -> int:
         "onybench_revision": _git_revision(),
         "load_before": _load(),
         "note": MACHINE_NOTE,
+        "httpx_baseline": options.httpx_baseline,
     }
     work = Path(tempfile.mkdtemp(prefix="onybench-bench-"))
     results: dict[str, Any] = {"meta": meta, "levels": [], "open_streams": []}
     try:
         for level in chosen:
-            for client in clients:
+            baseline = options.httpx_baseline and level.key == HTTPX_BASELINE_LEVEL
+            for client in [*clients, "httpx-baseline"] if baseline else clients:
                 sys.stderr.write(f"level {level.key} ({level.streams} streams), {client} ...\n")
                 row = run_level(level, client, work)
                 row.update(

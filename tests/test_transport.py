@@ -919,12 +919,21 @@ async def test_a_server_that_closes_after_each_response_is_not_reused_after_the_
 
     async with serving(script) as server:
         transport = LeanTransport()
-        responses = [(await fetch(transport, server.url()))[0] for _ in range(5)]
+        outcomes: list[httpx.Response | httpx.TransportError] = []
+        for _ in range(6):
+            try:
+                outcomes.append((await fetch(transport, server.url()))[0])
+            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                outcomes.append(exc)
         await transport.aclose()
 
-    # Every request got a connection of its own, none was lost.
-    assert all(isinstance(r.extensions["onybench.connect_ns"], int) for r in responses)
-    assert len(server.connections) == 5
+    # At most the one request that reused a connection before the close showed is lost;
+    # from the first sign on, every request gets a connection of its own.
+    lost = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
+    assert lost in ([], [1])
+    later = [o for o in outcomes[2:] if isinstance(o, httpx.Response)]
+    assert len(later) == 4
+    assert all(isinstance(o.extensions["onybench.connect_ns"], int) for o in later)
 
 
 async def test_an_origin_seen_keeping_connections_is_not_given_up_for_one_close() -> None:

@@ -35,6 +35,7 @@ What hdrh does, and what this wrapper does about it:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
 
@@ -91,6 +92,38 @@ class Histogram:
         Only meaningful for latency histograms, whose stored unit is the µs.
         """
         self.record(math.floor(value_ns / 1000 + 0.5))
+
+    def record_all_ns(self, values_ns: Iterable[float]) -> None:
+        """`record_ns` for every value, in one pass: a stream's ITL gaps.
+
+        hdrh's `record_value` costs four Python calls a value (~1 µs); its bucket
+        arithmetic is inlined here instead, so a 128-token request's gaps cost a
+        quarter of that. The histogram ends up exactly as with `record_ns` one by one
+        (tests compare the encodings, the minimum and the maximum).
+        """
+        values = [math.floor(value_ns / 1000 + 0.5) for value_ns in values_ns]
+        if not values:
+            return
+        if min(values) < 0:
+            raise ValueError(f"cannot record a negative value: {min(values)}")
+        hdr = self._hdr
+        counts, size = hdr.counts, hdr.counts_len
+        mask, unit = hdr.sub_bucket_mask, hdr.unit_magnitude
+        half_magnitude, half = hdr.sub_bucket_half_count_magnitude, hdr.sub_bucket_half_count
+        # hdrh's _get_bucket_index: its "64 - clz(value | mask)" is the bit length.
+        bucket_base = unit + half_magnitude + 1
+        recorded = []
+        for value in values:
+            bucket = (value | mask).bit_length() - bucket_base
+            index = ((bucket + 1) << half_magnitude) + (value >> (bucket + unit)) - half
+            if index < size:
+                counts[index] += 1
+                recorded.append(value)
+        self.overflow_count += len(values) - len(recorded)
+        if recorded:
+            hdr.total_count += len(recorded)
+            hdr.min_value = min(hdr.min_value, min(recorded))
+            hdr.max_value = max(hdr.max_value, max(recorded))
 
     def merge(self, other: Histogram) -> None:
         """Add every value (and overflow) of `other` into this histogram, exactly."""

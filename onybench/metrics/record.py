@@ -126,15 +126,19 @@ class RequestRecord:
         chunk's own token count (exact). Otherwise only the total usage is known
         and every chunk is assumed to carry the mean: reports label that an estimate.
         """
+        return self.itl_per_token_from(self.itl_ns)
+
+    def itl_per_token_from(self, itl_ns: list[int]) -> list[float]:
+        """`itl_per_token_ns` from this record's `itl_ns`, for a caller that has it already."""
         counts = self.chunk_tokens
         if counts and len(counts) == len(self.token_times_ns):
             if max(counts) <= 1:
                 return []
-            return [gap / n for gap, n in zip(self.itl_ns, counts[1:], strict=True) if n > 0]
+            return [gap / n for gap, n in zip(itl_ns, counts[1:], strict=True) if n > 0]
         per_chunk = self.tokens_per_chunk
         if per_chunk is None:
             return []
-        return [gap / per_chunk for gap in self.itl_ns]
+        return [gap / per_chunk for gap in itl_ns]
 
     @property
     def tpot_ns(self) -> float | None:

@@ -163,10 +163,9 @@ class GroupMetrics:
         ):
             if value_ns is not None:
                 hist[name].record_ns(value_ns)
-        for gap_ns in record.itl_ns:
-            hist["itl"].record_ns(gap_ns)
-        for gap_per_token_ns in record.itl_per_token_ns:
-            hist["itl_per_token"].record_ns(gap_per_token_ns)
+        gaps_ns = record.itl_ns
+        hist["itl"].record_all_ns(gaps_ns)
+        hist["itl_per_token"].record_all_ns(record.itl_per_token_from(gaps_ns))
         rate = record.output_tokens_per_s
         if rate is not None:
             rates = hist["request_output_tokens_per_s"]

@@ -109,9 +109,51 @@ def interpret(data: str) -> tuple[ChunkEvent, ...]:
         return (Malformed(f"chunk is a JSON {type(chunk).__name__}, expected an object"),)
     if "error" in chunk:
         return (StreamError(_error_message(chunk["error"])),)
-    reader = _READERS.get(chunk.get("object"), _chat_choices)
+    kind = chunk.get("object")
+    # An `object` that is no string (unhashable, perhaps) names no shape: the chat reader.
+    reader = _READERS.get(kind, _chat_choices) if isinstance(kind, str) else _chat_choices
     events = reader(chunk.get("choices"))
     return events + _usage_and_cost(chunk)
+
+
+def plain_content(data: str) -> str | None:
+    """The text of a chunk that carries one content delta and nothing else, or None.
+
+    The shortcut for the common chunk (one chat choice, a content-only delta, no
+    finish_reason, usage, cost or error), where `interpret` would return exactly
+    `(ContentDelta(text),)` but build its events to say so. None means "not that
+    shape": ask `interpret`, which stays the definition (tests hold the two equal).
+    """
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:  # `[DONE]` too: one raise a stream
+        return None
+    # A non-dict, an error, usage, cost or timings all add or change events.
+    if (
+        type(chunk) is not dict
+        or chunk.get("object", _CHAT_CHUNK) != _CHAT_CHUNK
+        or "error" in chunk
+        or chunk.get("usage") is not None
+        or chunk.get("cost") is not None
+        or chunk.get("timings") is not None
+    ):
+        return None
+    choices = chunk.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("finish_reason") is not None:
+        return None
+    delta = choice.get("delta")
+    if (
+        type(delta) is not dict
+        or delta.get("reasoning_content") is not None
+        or delta.get("reasoning") is not None
+        or delta.get("tool_calls") is not None
+    ):
+        return None
+    content = delta.get("content")
+    return content if type(content) is str and content else None
 
 
 def carries_token(data: str) -> bool:
@@ -159,10 +201,12 @@ def _text_choices(choices: Any) -> tuple[ChunkEvent, ...]:
     return tuple(events)
 
 
+_CHAT_CHUNK = "chat.completion.chunk"
+
 # Like h11's table of readers keyed by state: the chunk's `object` names its shape.
 # Servers that omit `object` get the chat reader, the common case.
 _READERS: dict[Any, Callable[[Any], tuple[ChunkEvent, ...]]] = {
-    "chat.completion.chunk": _chat_choices,
+    _CHAT_CHUNK: _chat_choices,
     "text_completion": _text_choices,
 }
 

@@ -22,6 +22,7 @@ from onybench.wire.chunks import (
     ToolCallDelta,
     Usage,
     interpret,
+    plain_content,
     response_id,
 )
 
@@ -88,6 +89,15 @@ def assemble(timed_data: Sequence[tuple[int, str]], *, closed_cleanly: bool) -> 
         if done:
             break
         events += 1
+        content = plain_content(data)
+        if content is not None:
+            # Most chunks: one token, nothing else; no event objects to build and sort.
+            token_times.append(arrival_ns)
+            running.append(None)
+            text.append(content)
+            if first_content_ns is None:
+                first_content_ns = arrival_ns
+            continue
         carries_token = False
         chunk_usage: Usage | None = None
         for event in interpret(data):

@@ -125,6 +125,37 @@ def test_any_split_merged_back_equals_the_whole(values: list[int], split: int) -
     assert merged.stats() == histogram_of(values).stats()
 
 
+@settings(deadline=None)
+@given(
+    st.lists(st.integers(0, 2**33), max_size=10),
+    st.lists(
+        st.one_of(st.integers(0, 2**33 * 1000), st.floats(0, 2**33 * 1000, allow_nan=False)),
+        max_size=60,
+    ),
+)
+def test_recording_all_at_once_equals_recording_one_by_one(
+    before_us: list[int], values_ns: list[float]
+) -> None:
+    one_by_one, at_once = histogram_of(before_us), histogram_of(before_us)
+    for value_ns in values_ns:
+        one_by_one.record_ns(value_ns)
+    at_once.record_all_ns(values_ns)
+    assert at_once == one_by_one
+    # What hdrh tracks beside the counts (record_all_ns sets it by hand).
+    assert (at_once._hdr.total_count, at_once._hdr.min_value, at_once._hdr.max_value) == (
+        one_by_one._hdr.total_count,
+        one_by_one._hdr.min_value,
+        one_by_one._hdr.max_value,
+    )
+
+
+def test_recording_all_at_once_refuses_a_negative_value_and_records_nothing() -> None:
+    histogram = Histogram()
+    with pytest.raises(ValueError, match="negative"):
+        histogram.record_all_ns([5_000, -1_000])
+    assert histogram.count == 0
+
+
 def test_merging_an_empty_histogram_keeps_the_minimum() -> None:
     # hdrh's own add() resets its tracked minimum to 0 here; stats() must not show it.
     histogram = histogram_of([5_000, 7_000])

@@ -71,6 +71,11 @@ def test_text_completion_chunk_reads_choice_text() -> None:
     assert interpret(data) == (ContentDelta("Hi"), FinishReason("length"))
 
 
+def test_an_object_field_that_is_no_string_gets_the_chat_reader_not_a_crash() -> None:
+    data = '{"object":[],"choices":[{"delta":{"content":"a"}}]}'
+    assert interpret(data) == (ContentDelta("a"),)
+
+
 def test_in_stream_error_object() -> None:
     data = '{"error":{"message":"upstream failed","type":"server_error","code":502}}'
     assert interpret(data) == (StreamError("upstream failed type=server_error code=502"),)

@@ -1,8 +1,14 @@
 from decimal import Decimal
+from itertools import accumulate
+from typing import Any
+from unittest import mock
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from onybench.wire.chunks import Cost
+from onybench.wire import stream
+from onybench.wire.chunks import ContentDelta, Cost, interpret, plain_content
 from onybench.wire.stream import assemble
 
 
@@ -141,3 +147,105 @@ def test_the_apis_own_cost_outranks_a_proxys_estimate() -> None:
     for order in ((proxy, api), (api, proxy)):
         timed = [(1, chat("a", "stop")), *((2, data) for data in order), (3, "[DONE]")]
         assert assemble(timed, closed_cleanly=True).cost == Cost(Decimal("0.5"), "EUR")
+
+
+# Chunks of every shape a server sends, and a few no server should: the fast path for
+# plain content chunks must not change what `assemble` makes of any mix of them.
+_TEXT = st.sampled_from(["", "a", " word", "é"])
+_MAYBE = st.sampled_from([None, "", "stop", "length"])
+_DELTA: st.SearchStrategy[dict[str, Any]] = st.fixed_dictionaries(
+    {},
+    optional={
+        "role": st.just("assistant"),
+        "content": st.one_of(st.none(), _TEXT, st.just(3)),
+        "reasoning_content": st.one_of(st.none(), _TEXT),
+        "reasoning": st.one_of(st.none(), _TEXT),
+        "tool_calls": st.sampled_from([None, [], [{"index": 0}], [{}, {}]]),
+    },
+)
+_CHOICE = st.fixed_dictionaries(
+    {},
+    optional={
+        "index": st.just(0),
+        "delta": st.one_of(_DELTA, st.none(), st.just("x")),
+        "text": st.one_of(st.none(), _TEXT),
+        "finish_reason": st.one_of(_MAYBE, st.just(1)),
+    },
+)
+_USAGE = st.fixed_dictionaries(
+    {"prompt_tokens": st.integers(0, 9), "completion_tokens": st.integers(0, 9)},
+    optional={
+        "cost": st.sampled_from([0.25, "0.1", None, True]),
+        "prompt_tokens_details": st.just({"cached_tokens": 2}),
+        "completion_tokens_details": st.just({"reasoning_tokens": 1}),
+    },
+)
+_ENVELOPE = {
+    "id": st.sampled_from(["req_1", 7]),
+    "object": st.sampled_from(["chat.completion.chunk", "text_completion", None, "other", []]),
+    "usage": st.one_of(st.none(), _USAGE),
+    "cost": st.sampled_from([None, {"amount": 0.5, "currency": "EUR"}, {"amount": "x"}]),
+    "timings": st.sampled_from([None, {}, 1]),
+}
+_CHUNK = st.fixed_dictionaries(
+    {},
+    optional={
+        "choices": st.one_of(st.lists(st.one_of(_CHOICE, st.just(5)), max_size=2), st.none()),
+        **_ENVELOPE,
+    },
+)
+# The common chunk, alone or with what may come beside it (a role, an explicit null
+# finish_reason or usage, a `text_completion` object): most streams are mostly these.
+_PLAIN = st.builds(
+    lambda delta, choice, envelope: {**envelope, "choices": [{**choice, "delta": delta}]},
+    st.fixed_dictionaries({"content": _TEXT}, optional={"role": st.just("assistant")}),
+    st.fixed_dictionaries({}, optional={"index": st.just(0), "finish_reason": _MAYBE}),
+    st.fixed_dictionaries({}, optional=_ENVELOPE),
+)
+_ERROR = st.sampled_from([{"message": "boom", "code": 500}, "bad", None]).map(
+    lambda error: {"error": error, "choices": [{"delta": {"content": "a"}}]}
+)
+# Role-only, reasoning, tool-call and finish chunks as servers send them.
+_OTHER = st.sampled_from(
+    [
+        {"choices": [{"delta": {"role": "assistant", "content": ""}}]},
+        {"choices": [{"delta": {"reasoning_content": "hm", "content": None}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0}]}, "finish_reason": None}]},
+        {"choices": [{"delta": {}, "finish_reason": "stop"}]},
+    ]
+)
+_PAYLOAD = st.one_of(
+    st.one_of(_PLAIN, _PLAIN, _OTHER, _CHUNK, _ERROR).map(
+        lambda chunk: orjson.dumps(chunk).decode()
+    ),
+    st.sampled_from(["[DONE]", "{not json", "[1, 2]", '"text"', " {}"]),
+)
+
+
+@given(_PAYLOAD)
+def test_a_payload_takes_the_fast_path_only_when_interpret_sees_one_content_token(
+    data: str,
+) -> None:
+    content = plain_content(data)
+    if content is not None:
+        assert interpret(data) == (ContentDelta(content),)
+
+
+def _general_path_only(data: str) -> Any:
+    return None
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.integers(0, 5), _PAYLOAD), max_size=20),
+    st.booleans(),
+)
+def test_the_fast_path_summarises_any_stream_exactly_as_the_general_path(
+    steps: list[tuple[int, str]], closed_cleanly: bool
+) -> None:
+    times = accumulate(gap for gap, _ in steps)
+    timed = [(at, data) for at, (_, data) in zip(times, steps, strict=True)]
+    fast = assemble(timed, closed_cleanly=closed_cleanly)
+    with mock.patch.object(stream, "plain_content", _general_path_only):
+        general = assemble(timed, closed_cleanly=closed_cleanly)
+    assert fast == general
