@@ -231,7 +231,14 @@ def test_a_payload_takes_the_fast_path_only_when_interpret_sees_one_content_toke
         assert interpret(data) == (ContentDelta(content),)
 
 
-def _general_path_only(data: str) -> Any:
+def test_the_common_chunk_takes_the_fast_path_and_others_do_not() -> None:
+    assert plain_content(chat("tok")) == "tok"
+    assert plain_content(running_usage("tok", 1)) is None  # usage: an event more
+    for data in (chat("", role="assistant"), chat("tok", "stop"), USAGE, "[DONE]"):
+        assert plain_content(data) is None
+
+
+def _general_path_only(data: str) -> str | None:
     return None
 
 
