@@ -15,10 +15,8 @@ of `onybench_driver.py`; `run.py --httpx-baseline` runs it at the 100-stream lev
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +25,7 @@ import trio
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_sampler import CpuSampler, cpu_s
-from simple_client import BODY, HEADERS, stream_record
+from simple_client import BODY, HEADERS, finish_stream, stream_record
 
 
 async def one_request(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
@@ -64,16 +62,7 @@ async def stream(args: dict[str, Any]) -> dict[str, Any]:
         async with trio.open_nursery() as nursery:
             for _ in range(args["concurrency"]):
                 nursery.start_soon(worker)
-    out = Path(args["out_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "records.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
-    cpu_after, wall_after = cpu_s(), time.perf_counter_ns()
-    return {
-        "cpu_s": cpu_after - cpu_before,
-        "window_start_ns": wall_before,
-        "window_end_ns": wall_after,
-        "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    }
+    return finish_stream(args, records, cpu_before, wall_before)
 
 
 def main(argv: list[str]) -> int:

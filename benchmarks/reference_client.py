@@ -21,7 +21,6 @@ import os
 import resource
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,7 +29,7 @@ import uvloop
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_sampler import CpuSampler, cpu_s
-from simple_client import BODY, HEADERS, stream_record
+from simple_client import BODY, HEADERS, finish_stream, stream_record
 
 
 def rss_bytes() -> int:
@@ -70,16 +69,7 @@ async def stream(args: dict[str, Any]) -> dict[str, Any]:
                 records.append(await one_request(session, url))
 
         await asyncio.gather(*(worker() for _ in range(args["concurrency"])))
-    out = Path(args["out_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "records.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
-    cpu_after, wall_after = cpu_s(), time.perf_counter_ns()
-    return {
-        "cpu_s": cpu_after - cpu_before,
-        "window_start_ns": wall_before,
-        "window_end_ns": wall_after,
-        "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    }
+    return finish_stream(args, records, cpu_before, wall_before)
 
 
 async def hold_open(args: dict[str, Any], streams: int, settle_s: float) -> dict[str, Any]:
