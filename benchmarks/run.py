@@ -1,11 +1,13 @@
 """onybench's performance and measurement-fidelity benchmark (see benchmarks/README.md).
 
-    python benchmarks/run.py            # the full run (about 10 minutes)
-    python benchmarks/run.py --quick    # a short one (under 2 minutes)
+    python benchmarks/run.py            # the full run (about 12 minutes)
+    python benchmarks/run.py --quick    # a short one (about 2 minutes)
 
 Every level runs onybench (through `onybench.benchmark.run`, in a process of its
-own) and then a minimal aiohttp + uvloop reference client against the mock in
-its stamping mode, each against a fresh `MockProcess`, over 127.0.0.1 only.
+own), then a minimal aiohttp + uvloop reference client and "trio's floor" (raw
+trio sockets and onybench's chunked decoder, the cheapest client on onybench's
+own stack) against the mock in its stamping mode, each against a fresh
+`MockProcess`, over 127.0.0.1 only.
 Each client's CPU time is measured inside its process over the run's window;
 TTFT and ITL are compared with the mock's send log, which says when every
 chunk's write really returned, on the same monotonic clock. The results go to
@@ -50,6 +52,7 @@ CLIENTS = {
     "onybench": "onybench_driver.py",
     "reference": "reference_client.py",
     "httpx-baseline": "httpx_baseline.py",
+    "trio-floor": "trio_floor_client.py",
 }
 # The level at which `--httpx-baseline` also runs the issue's "obvious way" client.
 HTTPX_BASELINE_LEVEL = "100"
@@ -153,7 +156,7 @@ def run_client(client: str, args: dict[str, Any], timeout_s: float) -> dict[str,
     return outcome
 
 
-def run_level(level: Level, client: str, work: Path) -> dict[str, Any]:
+def run_level(level: Level, client: str, work: Path, engine: str) -> dict[str, Any]:
     run_dir = work / f"{level.key}-{client}"
     send_log = work / f"{level.key}-{client}.send.jsonl"
     config = MockConfig(
@@ -162,6 +165,7 @@ def run_level(level: Level, client: str, work: Path) -> dict[str, Any]:
         output_tokens=level.tokens,
         stamp_chunks=True,
         send_log=str(send_log),
+        engine=engine,
     )
     args: dict[str, Any] = {
         "mode": "stream",
@@ -227,7 +231,7 @@ def run_level(level: Level, client: str, work: Path) -> dict[str, Any]:
     return result
 
 
-def run_open(client: str, streams: int, work: Path) -> dict[str, Any]:
+def run_open(client: str, streams: int, work: Path, engine: str) -> dict[str, Any]:
     args = {
         "mode": "open",
         "concurrency": streams,
@@ -237,7 +241,7 @@ def run_open(client: str, streams: int, work: Path) -> dict[str, Any]:
         # onybench: stop (and cancel) after this even if not all streams opened.
         "duration_s": 60.0,
     }
-    config = MockConfig(ttft_ms=HOLD_TTFT_MS)
+    config = MockConfig(ttft_ms=HOLD_TTFT_MS, engine=engine)
     with MockProcess(config, processes=2, start_timeout_s=30.0) as mock:
         args["base_url"] = mock.base_url
         outcome = run_client(client, args, 150.0)
@@ -272,6 +276,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     flags = []
     for key, rows in by_level.items():
         ony, ref = rows.get("onybench", {}), rows.get("reference", {})
+        floor = rows.get("trio-floor", {})
         of, rf = ony.get("fidelity", {}), ref.get("fidelity", {})
         ratios.append(
             {
@@ -281,6 +286,17 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 "cpu_per_event_vs_httpx_baseline": ratio(
                     ony.get("cpu_us_per_event"),
                     rows.get("httpx-baseline", {}).get("cpu_us_per_event"),
+                ),
+                # onybench (and the reference) / trio's floor, on the same level.
+                "cpu_per_event_vs_trio_floor": ratio(
+                    ony.get("cpu_us_per_event"), floor.get("cpu_us_per_event")
+                ),
+                "streaming_cpu_per_event_vs_trio_floor": ratio(
+                    ony.get("streaming_cpu_us_per_event"),
+                    floor.get("streaming_cpu_us_per_event"),
+                ),
+                "reference_cpu_per_event_vs_trio_floor": ratio(
+                    ref.get("cpu_us_per_event"), floor.get("cpu_us_per_event")
                 ),
                 **{
                     f"{m}_error_p{q}": _abs_ratio(
@@ -315,6 +331,14 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
             "rss_per_stream": ratio(
                 opens.get(("onybench", n), {}).get("rss_kb_per_stream"),
                 opens.get(("reference", n), {}).get("rss_kb_per_stream"),
+            ),
+            "cpu_per_open_vs_trio_floor": ratio(
+                opens.get(("onybench", n), {}).get("cpu_us_per_open"),
+                opens.get(("trio-floor", n), {}).get("cpu_us_per_open"),
+            ),
+            "rss_per_stream_vs_trio_floor": ratio(
+                opens.get(("onybench", n), {}).get("rss_kb_per_stream"),
+                opens.get(("trio-floor", n), {}).get("rss_kb_per_stream"),
             ),
         }
         for n in sorted({n for _, n in opens})
@@ -371,7 +395,8 @@ def _targets(
     opens: dict[tuple[str, int], dict[str, Any]],
     flags: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """The brief's targets, judged on onybench's figures (the reference's shown beside)."""
+    """The brief's targets, judged on onybench's figures (the reference's, and for CPU per
+    event trio's floor's, shown beside)."""
 
     def get(level: str, client: str, *path: str) -> Any:
         value: Any = by_level.get(level, {}).get(client, {})
@@ -407,6 +432,8 @@ def _targets(
                 "onybench": cpu_100,
                 "onybench_streaming": get("100", "onybench", "streaming_cpu_us_per_event"),
                 "reference": get("100", "reference", "cpu_us_per_event"),
+                "trio_floor": get("100", "trio-floor", "cpu_us_per_event"),
+                "trio_floor_streaming": get("100", "trio-floor", "streaming_cpu_us_per_event"),
             },
             at_most(cpu_100, 40),
         )
@@ -459,6 +486,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _pair(a: float | None, b: float | None, digits: int = 2) -> str:
     return f"{_f(a, digits)} / {_f(b, digits)}"
+
+
+def _cpu_cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "—"
+    return f"{_f(row['cpu_us_per_event'], 1)} ({_f(row['streaming_cpu_us_per_event'], 1)})"
 
 
 def print_report(results: dict[str, Any]) -> None:
@@ -531,13 +564,13 @@ def print_report(results: dict[str, Any]) -> None:
             fid.get("ttft_error_p50_first_round_ms"), fid.get("ttft_error_p50_later_rounds_ms")
         )
         split.setdefault(row["level"], {})[row["client"]] = cell
+    split_clients = ["onybench", "reference"]
+    if any("trio-floor" in c for c in split.values()):
+        split_clients.append("trio-floor")
     out(
         _table(
-            ["level", "onybench", "reference"],
-            [
-                [level, c.get("onybench", "—"), c.get("reference", "—")]
-                for level, c in split.items()
-            ],
+            ["level", *split_clients],
+            [[level, *(c.get(name, "—") for name in split_clients)] for level, c in split.items()],
         )
     )
     summary = results["summary"]
@@ -568,6 +601,39 @@ def print_report(results: dict[str, Any]) -> None:
                 f"  onybench / httpx shared-pool baseline at {r['level']}: CPU/ev "
                 f"{_f(r['cpu_per_event_vs_httpx_baseline'])}\n"
             )
+    floor_rows = {row["level"]: row for row in results["levels"] if row["client"] == "trio-floor"}
+    if floor_rows:
+        cpu = {
+            (row["level"], row["client"]): row for row in results["levels"] if "error" not in row
+        }
+        out(
+            "\nonybench / trio floor, CPU per event (trio's floor: trio sockets and onybench's "
+            "chunked decoder, no httpx, no h11;\n the cheapest client on onybench's stack)\n"
+        )
+        out(
+            _table(
+                [
+                    "level",
+                    "onybench µs/ev (streaming)",
+                    "trio floor µs/ev (streaming)",
+                    "onybench/floor",
+                    "streaming",
+                    "reference/floor",
+                ],
+                [
+                    [
+                        r["level"],
+                        _cpu_cell(cpu.get((r["level"], "onybench"))),
+                        _cpu_cell(cpu.get((r["level"], "trio-floor"))),
+                        _f(r.get("cpu_per_event_vs_trio_floor")),
+                        _f(r.get("streaming_cpu_per_event_vs_trio_floor")),
+                        _f(r.get("reference_cpu_per_event_vs_trio_floor")),
+                    ]
+                    for r in summary["ratios"]
+                    if r["level"] in floor_rows
+                ],
+            )
+        )
     out("\nstreams held open and idle: CPU to open one, RSS growth per stream\n")
     open_rows = []
     for row in results["open_streams"]:
@@ -591,6 +657,12 @@ def print_report(results: dict[str, Any]) -> None:
             f"  onybench/reference at {r['streams']}: CPU to open {_f(r['cpu_per_open'])}, "
             f"memory per stream {_f(r['rss_per_stream'])}\n"
         )
+        if r.get("cpu_per_open_vs_trio_floor") is not None:
+            out(
+                f"  onybench/trio floor at {r['streams']}: CPU to open "
+                f"{_f(r['cpu_per_open_vs_trio_floor'])}, memory per stream "
+                f"{_f(r.get('rss_per_stream_vs_trio_floor'))}\n"
+            )
     out(
         f"\ndistortion vs client-limited flag (distorted: |TTFT p50 err| > "
         f"{DISTORTION_TTFT_P50_MS:g} ms or |ITL p50 err| > {DISTORTION_ITL_P50_MS:g} ms)\n"
@@ -651,16 +723,30 @@ def _load() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short levels (under 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short levels (about 2 minutes)")
     parser.add_argument(
         "--levels", help="comma-separated level keys to run, e.g. 1,100,128 (default: all)"
     )
     parser.add_argument("--no-open", action="store_true", help="skip the held-open streams")
-    parser.add_argument("--no-reference", action="store_true", help="onybench only")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the aiohttp + uvloop reference client"
+    )
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip trio's floor (raw trio sockets + onybench's chunked decoder)",
+    )
     parser.add_argument(
         "--httpx-baseline",
         action="store_true",
         help=f"also run one httpx AsyncClient with a shared pool at level {HTTPX_BASELINE_LEVEL}",
+    )
+    parser.add_argument(
+        "--mock-engine",
+        choices=("lean", "hypercorn"),
+        default="lean",
+        help="the mock's engine (default lean: it keeps its schedule at these loads; "
+        "hypercorn falls behind past a few thousand chunks/s)",
     )
     parser.add_argument("--keep", action="store_true", help="keep records and send logs")
     parser.add_argument(
@@ -675,7 +761,11 @@ def main(argv: list[str] | None = None) -> int:
     if options.levels:
         keys = options.levels.split(",")
         chosen = [level for level in chosen if level.key in keys]
-    clients = ["onybench"] if options.no_reference else ["onybench", "reference"]
+    clients = ["onybench"]
+    if not options.no_reference:
+        clients.append("reference")
+    if not options.no_floor:
+        clients.append("trio-floor")
     started, started_clock = datetime.now(UTC), time.perf_counter()
     meta: dict[str, Any] = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
@@ -687,6 +777,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": _load(),
         "note": MACHINE_NOTE,
         "httpx_baseline": options.httpx_baseline,
+        "trio_floor": not options.no_floor,
+        "mock_engine": options.mock_engine,
     }
     work = Path(tempfile.mkdtemp(prefix="onybench-bench-"))
     results: dict[str, Any] = {"meta": meta, "levels": [], "open_streams": []}
@@ -695,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
             baseline = options.httpx_baseline and level.key == HTTPX_BASELINE_LEVEL
             for client in [*clients, "httpx-baseline"] if baseline else clients:
                 sys.stderr.write(f"level {level.key} ({level.streams} streams), {client} ...\n")
-                row = run_level(level, client, work)
+                row = run_level(level, client, work, options.mock_engine)
                 row.update(
                     {
                         "streams": level.streams,
@@ -713,7 +805,9 @@ def main(argv: list[str] | None = None) -> int:
             for streams in open_sizes(options.quick):
                 for client in clients:
                     sys.stderr.write(f"{streams} streams held open, {client} ...\n")
-                    results["open_streams"].append(run_open(client, streams, work))
+                    results["open_streams"].append(
+                        run_open(client, streams, work, options.mock_engine)
+                    )
     finally:
         if options.keep:
             sys.stderr.write(f"records and send logs kept in {work}\n")

@@ -6,6 +6,7 @@ The only module that prints for humans or decides exit codes.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import replace
 from functools import partial
@@ -56,7 +57,8 @@ from onybench.gates.render import (
 from onybench.merge import merge_runs
 from onybench.mock.config import MockConfig
 from onybench.mock.dialects import DIALECTS
-from onybench.mock.server import serve
+from onybench.mock.lean import LeanServer
+from onybench.mock.server import LISTEN_BACKLOG, serve
 from onybench.probe import probe as run_probe
 from onybench.report.capacity import capacity_facts
 from onybench.report.console import render_summary
@@ -710,6 +712,14 @@ def mock(
         bool | None,
         typer.Option("--stamp-chunks/--no-stamp-chunks", help="Add x_sent_ns to every chunk."),
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="hypercorn (default: every setting) or lean (one epoll loop, several times "
+            "less CPU per chunk, for driving high event rates; no faults, server model, "
+            "pings, prompt cache or context window)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the built-in OpenAI/Onysoft-compatible mock server until Ctrl-C."""
     settings = {
@@ -725,6 +735,10 @@ def mock(
         _err(f"error: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
 
+    if config.engine == "lean":
+        _serve_lean(config, host, port)
+        raise typer.Exit(EXIT_INTERRUPTED)
+
     async def serve_until_interrupted() -> None:
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(serve, config, host, port)
@@ -737,6 +751,23 @@ def mock(
     except OSError as exc:
         _err(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_USAGE) from None
+
+
+def _serve_lean(config: MockConfig, host: str, port: int) -> None:
+    """The lean mock engine in this process, until Ctrl-C or SIGTERM."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        _err(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    with listener:
+        server = LeanServer(config, listener)
+        _err(
+            f"mock server (lean engine) listening on "
+            f"http://{host}:{listener.getsockname()[1]}/v1 (Ctrl-C to stop)"
+        )
+        server.serve_forever()
 
 
 @app.command(epilog=EXIT_CODES_HELP)

@@ -17,7 +17,7 @@ from onybench.benchmark import run as benchmark_run
 from onybench.config import Scenario
 from onybench.metrics.record import RequestRecord
 from onybench.metrics.summary import GroupKey, summarize
-from onybench.mock.config import MockConfig
+from onybench.mock.config import Engine, MockConfig
 from onybench.mock.server import MockProcess
 from onybench.rundir import read_records
 from tests.report.schema_check import assert_valid_report
@@ -43,12 +43,15 @@ def mock_scenario(mock: MockConfig, **changes: object) -> Scenario:
     ).with_overrides(**changes)
 
 
-@pytest.mark.parametrize(("concurrency", "requests"), [(1, 3), (20, 40)])
+@pytest.mark.parametrize(
+    ("concurrency", "requests", "engine"),
+    [(1, 3, "hypercorn"), (20, 40, "hypercorn"), (20, 40, "lean")],
+)
 def test_reported_ttft_and_itl_match_the_mocks_logged_truth(
-    tmp_path: Path, concurrency: int, requests: int
+    tmp_path: Path, concurrency: int, requests: int, engine: Engine
 ) -> None:
     log = tmp_path / "sent.jsonl"
-    mock = MockConfig(ttft_ms=100, itl_ms=10, output_tokens=128, send_log=str(log))
+    mock = MockConfig(ttft_ms=100, itl_ms=10, output_tokens=128, send_log=str(log), engine=engine)
     result = run(
         mock_scenario(mock, concurrency=concurrency, requests=requests), out_dir=tmp_path / "run"
     )

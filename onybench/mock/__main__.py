@@ -6,7 +6,8 @@ when ``--listen-fd`` is given (how `MockProcess` starts it), else on 127.0.0.1
 (any free port). ``--process-tag T`` adds ``x-mock-process: T`` to every
 response. Logs go to stderr. It runs until SIGTERM or SIGINT, or until its
 stdin reaches end of file when stdin is a pipe: `MockProcess` holds the other
-end, so the child never outlives its parent.
+end, so the child never outlives its parent. The configuration's ``engine``
+picks hypercorn on trio or the lean loop (`onybench.mock.lean`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import os
 import resource
 import signal
+import socket
 import stat
 import sys
 from dataclasses import dataclass
@@ -25,7 +27,8 @@ import trio
 
 from onybench.errors import ScenarioError
 from onybench.mock.config import MockConfig
-from onybench.mock.server import serve
+from onybench.mock.lean import LeanServer
+from onybench.mock.server import LISTEN_BACKLOG, serve
 
 _USAGE = "usage: python -m onybench.mock '<MockConfig JSON>' [--listen-fd N] [--process-tag T]"
 
@@ -105,8 +108,28 @@ def main(argv: list[str]) -> int:
         print(_USAGE, file=sys.stderr)
         return 2
     _raise_open_file_limit()
-    trio.run(_run, arguments)
+    if arguments.config.engine == "lean":
+        _serve_lean(arguments)
+    else:
+        trio.run(_run, arguments)
     return 0
+
+
+def _serve_lean(arguments: _Arguments) -> None:
+    """The lean engine's loop, on the inherited socket or a free port of 127.0.0.1."""
+    if arguments.listen_fd is not None:
+        listener = socket.socket(fileno=arguments.listen_fd)
+    else:
+        listener = socket.create_server(("127.0.0.1", 0), backlog=LISTEN_BACKLOG)
+    server = LeanServer(
+        arguments.config,
+        listener,
+        process_tag=arguments.process_tag,
+        stop_fd=0 if stat.S_ISFIFO(os.fstat(0).st_mode) else None,
+    )
+    print(f"LISTENING {listener.getsockname()[1]}", flush=True)
+    with listener:
+        server.serve_forever()
 
 
 if __name__ == "__main__":

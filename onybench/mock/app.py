@@ -33,9 +33,8 @@ from typing import Any, Final
 import orjson
 import trio
 
-from onybench.decimals import decimal_text
 from onybench.mock.config import MockConfig
-from onybench.mock.encode import DONE, ResponseEncoder, error_body, models_body, sse
+from onybench.mock.encode import ResponseEncoder, error_body, models_body, sse
 from onybench.mock.plan import (
     BadRequest,
     Kind,
@@ -223,10 +222,10 @@ class MockApp:
         stamp = config.stamp_chunks
         fault = plan.fault
         await exchange.start(200, _SSE_HEADERS)
-        if config.role_chunk and encoder.request.kind == "chat":
-            await exchange.body(sse(encoder.role_chunk(), _stamp(stamp)))
+        for event in encoder.opening_events(config.role_chunk, _stamp(stamp)):
+            await exchange.body(event)
         # Encoded during the wait for the first token, not before the role chunk.
-        chunks = encoder.content_chunks(finish=fault not in ("cut", "no_finish"))
+        chunks = encoder.stream_chunks()
         # The content chunk the fault comes at (at that chunk's due time): a
         # malformed event goes before it, an error event or the cut instead of it.
         fault_at = {
@@ -256,15 +255,9 @@ class MockApp:
             exchange.output_tokens += plan.chunk_tokens[j]
         if fault == "cut":  # cut_after_chunks >= the number of chunks: cut after the last
             return
-        dialect = encoder.dialect
-        if dialect.finish_apart and fault != "no_finish":
-            await exchange.body(sse(encoder.finish_chunk(), _stamp(stamp)))
-        if plan.usage:  # (never with no_finish: the plan leaves usage out)
-            if dialect.usage_place != "finish_chunk":  # else it went with the finish chunk
-                await exchange.body(sse(encoder.usage_chunk(), _stamp(stamp)))
-            exchange.cost = None if plan.cost is None else decimal_text(plan.cost)
-        if dialect.done and fault not in ("no_done", "no_finish"):
-            await exchange.body(DONE)
+        for event in encoder.closing_events(_stamp(stamp)):
+            await exchange.body(event)
+        exchange.cost = plan.cost_text
         await exchange.end()
 
     async def _whole(
@@ -279,7 +272,7 @@ class MockApp:
         # Noted before the send: the write happens inside it, but so do
         # hypercorn's keep-alive steps, where a server shutdown may cancel us.
         exchange.output_tokens = plan.output_tokens
-        exchange.cost = None if plan.cost is None else decimal_text(plan.cost)
+        exchange.cost = plan.cost_text
         await exchange.json(200, encoder.body())
 
 

@@ -16,6 +16,7 @@ from onybench.errors import ScenarioError
 from onybench.mock.dialects import DIALECTS, Dialect
 
 Timing = Literal["fixed", "uniform", "normal", "exponential"]
+Engine = Literal["hypercorn", "lean"]
 
 # Fault names, in the order their shares are laid out on [0, 1) when a
 # request's fault is drawn; the send log and tests use these names.
@@ -30,6 +31,8 @@ FAULTS: Final = (
 )
 
 _COST_FIELDS: Final = ("cost_per_prompt_token", "cost_per_output_token")
+# The faults whose handling lives in the hypercorn app only (see `lean_conflicts`).
+_APP_ONLY_FAULTS: Final = ("http_429", "http_500", "malformed_chunk", "stream_error", "cut")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,12 @@ class MockConfig:
     # Adds ``"x_sent_ns": time.perf_counter_ns()`` to every chunk, read just
     # before the chunk is handed to the HTTP layer.
     stamp_chunks: bool = False
+    # Who serves: "hypercorn" (everything above; about 0.25 ms of CPU per
+    # chunk) or "lean" (`onybench.mock.lean`: one epoll loop, a few times
+    # cheaper, chunks stamped at the write itself; for benchmarking clients at
+    # high event rates; only in a child process or `onybench mock`; refuses the
+    # settings listed by `lean_conflicts`).
+    engine: Engine = "hypercorn"
 
     def __post_init__(self) -> None:
         for name in ("ttft_ms", "itl_ms", "jitter_ms"):
@@ -188,6 +197,38 @@ class MockConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ScenarioError("must be a non-empty string or absent", f"mock.{name}")
+        if self.engine not in get_args(Engine):
+            raise ScenarioError(
+                f"must be one of {', '.join(get_args(Engine))}, not {self.engine!r}",
+                "mock.engine",
+            )
+        conflicts = self.lean_conflicts() if self.engine == "lean" else []
+        if conflicts:
+            raise ScenarioError(
+                f"the lean engine cannot serve {', '.join(conflicts)}: unset "
+                f'{"it" if len(conflicts) == 1 else "them"} or use engine = "hypercorn"',
+                "mock.engine",
+            )
+
+    def lean_conflicts(self) -> list[str]:
+        """The settings in use that only the hypercorn engine serves: the faults that
+        answer with an error or break the stream, the server model, pings, the prompt
+        cache, the context window and closing after each response."""
+        conflicts = [f"{fault}_rate" for fault in _APP_ONLY_FAULTS if self.fault_rate(fault)]
+        conflicts += [
+            name
+            for name in (
+                "batch_slots",
+                "itl_load_factor",
+                "ping_every",
+                "prompt_cache",
+                "context_tokens",
+            )
+            if getattr(self, name) not in (0, False, None)
+        ]
+        if self.profile.close_after_response:
+            conflicts.append(f"dialect {self.dialect!r} (it closes after each response)")
+        return conflicts
 
     @property
     def profile(self) -> Dialect:

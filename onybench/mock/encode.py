@@ -106,6 +106,35 @@ class ResponseEncoder:
             chunks.append(orjson.dumps(envelope))
         return chunks
 
+    def opening_events(self, role_chunk: bool, sent_ns: int | None) -> list[bytes]:
+        """The events sent on receipt, before any token: the role chunk of a chat
+        stream when `role_chunk` is on (stamped with `sent_ns` when given)."""
+        if role_chunk and self.request.kind == "chat":
+            return [sse(self.role_chunk(), sent_ns)]
+        return []
+
+    def stream_chunks(self) -> list[bytes]:
+        """The content chunks of a stream: the last carries the finish_reason
+        unless the plan's fault (cut, no_finish) leaves it out."""
+        return self.content_chunks(finish=self.plan.fault not in ("cut", "no_finish"))
+
+    def closing_events(self, sent_ns: int | None) -> list[bytes]:
+        """The events right after the last content chunk of a stream that ends
+        normally (or by the no_done / no_finish faults): the dialect's finish chunk,
+        the usage chunk, ``[DONE]``; the chunks stamped with `sent_ns` when given."""
+        fault = self.plan.fault
+        dialect = self.dialect
+        events = []
+        if dialect.finish_apart and fault != "no_finish":
+            events.append(sse(self.finish_chunk(), sent_ns))
+        # (never with no_finish: the plan leaves usage out; a dialect that
+        # reports usage in the finish chunk sent it there)
+        if self.plan.usage and dialect.usage_place != "finish_chunk":
+            events.append(sse(self.usage_chunk(), sent_ns))
+        if dialect.done and fault not in ("no_done", "no_finish"):
+            events.append(DONE)
+        return events
+
     def finish_chunk(self) -> bytes:
         """The finish_reason on its own, with an empty delta (dialects with `finish_apart`);
         the stream's last chunk, with any `timings`, when no usage follows."""

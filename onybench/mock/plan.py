@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import orjson
 
+from onybench.decimals import decimal_text
 from onybench.mock.config import FAULTS, MockConfig
 from onybench.mock.dialects import OPENAI_FIELDS
 
@@ -80,6 +81,11 @@ class ResponsePlan:
     cached_tokens: int | None = None
     # Prompt plus max_tokens exceed the context window: refused, nothing generated.
     context_overflow: bool = False
+
+    @property
+    def cost_text(self) -> str | None:
+        """The cost the response reports, as its exact decimal text (None when none)."""
+        return None if self.cost is None else decimal_text(self.cost)
 
 
 def parse_request(kind: Kind, body: bytes) -> CompletionRequest:

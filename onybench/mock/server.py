@@ -118,6 +118,10 @@ async def serve(
     given, is sent back in an ``x-mock-process`` header on every response.
     hypercorn logs only warnings and errors, to stderr; nothing goes to stdout.
     """
+    if config.engine != "hypercorn":
+        raise MockServerError(
+            f"the {config.engine} engine does not run inside a trio run: use MockProcess"
+        )
     http_config = hypercorn.config.Config()
     if listen_fd is not None:
         http_config.bind = [f"fd://{listen_fd}"]
