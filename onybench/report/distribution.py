@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
 
+from onybench.metrics.histogram import nonzero_buckets, percentile_steps
+
 PERCENTILE_TICKS_PER_HALF_DISTANCE = 5
 MAX_CDF_POINTS = 300
 
@@ -39,8 +41,8 @@ def read_distribution(
     if total == 0:
         return None
     percentiles: list[tuple[float, float]] = []
-    for step in histogram.get_percentile_iterator(ticks_per_half_distance):
-        point = (float(step.percentile_level_iterated_to), step.value_iterated_to / scale)
+    for level, value in percentile_steps(histogram, ticks_per_half_distance):
+        point = (float(level), value / scale)
         if not percentiles or point != percentiles[-1]:
             percentiles.append(point)
     return Distribution(total, tuple(percentiles), _cdf(histogram, total, scale, max_cdf_points))
@@ -49,14 +51,12 @@ def read_distribution(
 def _cdf(
     histogram: HdrHistogram, total: int, scale: float, max_points: int
 ) -> tuple[tuple[float, float], ...]:
-    # Reading the counts directly is some 40 times faster than hdrh's recorded iterator.
     points: list[tuple[float, float]] = []
     cumulative = 0
-    for index, count in enumerate(list(histogram.counts)):
-        if count:
-            cumulative += count
-            value = histogram.get_highest_equivalent_value(histogram.get_value_from_index(index))
-            points.append((value / scale, cumulative / total))
+    for index, count in nonzero_buckets(histogram):
+        cumulative += count
+        value = histogram.get_highest_equivalent_value(histogram.get_value_from_index(index))
+        points.append((value / scale, cumulative / total))
     if len(points) > max_points:
         # Keep the steps evenly spread over the buckets, and always the last (1.0).
         step = len(points) / (max_points - 1)

@@ -31,11 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogWriter
 
 from onybench import __version__
-from onybench.metrics.histogram import HIGHEST_TRACKABLE, LOWEST_TRACKABLE, SIGNIFICANT_DIGITS
+from onybench.metrics.histogram import Histogram
 from onybench.report.timeline import INTERVAL_METRICS, Timeline
 
 _NOT_IN_TAG = re.compile(r"[\s,]")
@@ -83,9 +82,9 @@ def _write_log(log: TextIO, timeline: Timeline, metric: str, origin_wall_ns: int
     for index in range(timeline.intervals):
         for tag, model in zip(tags, timeline.models, strict=True):
             # A new histogram is cheaper than hdrh's reset(), a Python loop over every count.
-            histogram = HdrHistogram(LOWEST_TRACKABLE, HIGHEST_TRACKABLE, SIGNIFICANT_DIGITS)
-            for value in model.latency_us[metric][index]:
-                histogram.record_value(value)  # False beyond an hour: left out, as said
+            recorded = Histogram()
+            recorded.record_all(model.latency_us[metric][index])  # beyond an hour: left out
+            histogram = recorded.hdr
             # Relative timestamps (ms from the BaseTime); the writer logs them in seconds.
             histogram.set_start_time_stamp(origin_ms + index * interval_ms)
             histogram.set_end_time_stamp(origin_ms + (index + 1) * interval_ms)

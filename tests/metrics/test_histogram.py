@@ -10,7 +10,7 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onybench.metrics.histogram import Histogram
+from onybench.metrics.histogram import Histogram, percentile_steps, values_at_percentiles
 
 MS_NS = 1_000_000
 HOUR_US = 3_600_000_000
@@ -211,3 +211,71 @@ def test_mean_and_stdev_equal_hdrh_own_get_mean_value_and_get_stddev() -> None:
     stats = histogram_of(values).stats()
     assert stats["mean"] == reference.get_mean_value() / 1000
     assert stats["stdev"] == reference.get_stddev() / 1000
+
+
+# Values as latencies spread them: mostly small, some huge, zeros and repeats.
+_LATENCIES_US = st.lists(
+    st.one_of(
+        st.integers(min_value=0, max_value=5_000),
+        st.integers(min_value=0, max_value=HOUR_US),
+        st.sampled_from([0, 1, 2047, 2048, 2049, 1_000_000]),
+    ),
+    min_size=1,
+    max_size=300,
+)
+
+
+def _hdrh_of(values_us: list[int]) -> HdrHistogram:
+    reference = HdrHistogram(1, HOUR_US, 3)
+    for value in values_us:
+        reference.record_value(value)
+    return reference
+
+
+@settings(max_examples=60, deadline=None)
+@given(_LATENCIES_US, st.lists(st.floats(min_value=0, max_value=100), max_size=8))
+def test_values_at_percentiles_equal_hdrh_own_walk(
+    values_us: list[int], extra_percentiles: list[float]
+) -> None:
+    reference = _hdrh_of(values_us)
+    percentiles = [0.0, 50.0, 90.0, 99.9, 100.0, *extra_percentiles]
+    assert values_at_percentiles(reference, percentiles) == (
+        reference.get_percentile_to_value_dict(percentiles)
+    )
+    histogram = histogram_of(values_us)
+    for percentile in (0.0, 37.5, 100.0):
+        expected = reference.get_value_at_percentile(percentile) / 1000
+        assert histogram.value_at_percentile(percentile) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(_LATENCIES_US, st.integers(min_value=1, max_value=10))
+def test_percentile_steps_equal_hdrh_own_percentile_iterator(
+    values_us: list[int], ticks: int
+) -> None:
+    reference = _hdrh_of(values_us)
+    expected = [
+        (step.percentile_level_iterated_to, step.value_iterated_to)
+        for step in reference.get_percentile_iterator(ticks)
+    ]
+    assert percentile_steps(reference, ticks) == expected
+    assert expected[-1][0] == 100.0  # the walk reached its last step
+
+
+def test_an_empty_histogram_has_no_percentile_and_no_step() -> None:
+    empty = HdrHistogram(1, HOUR_US, 3)
+    assert values_at_percentiles(empty, [50.0]) == {}
+    assert percentile_steps(empty, 5) == []
+    assert Histogram().value_at_percentile(50.0) == 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=HOUR_US * 2), max_size=200))
+def test_record_all_equals_recording_one_by_one(values_us: list[int]) -> None:
+    at_once = Histogram()
+    at_once.record_all(values_us)
+    one_by_one = Histogram()
+    for value in values_us:
+        one_by_one.record(value)
+    assert at_once == one_by_one
+    assert at_once.overflow_count == sum(1 for value in values_us if value > 2**32 - 1)
