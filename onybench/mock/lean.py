@@ -3,34 +3,43 @@
 hypercorn costs about 0.25 ms of CPU per chunk on a small VM, so on a 2-core
 machine a hypercorn mock serving 100+ streams at ITL 10 ms falls hundreds of
 milliseconds behind its own schedule while the client under test competes for
-the same cores. This engine sends the same bytes (the shared `plan` and
-`encode` code decides them) from a plain epoll loop: due chunks come off one
-heap, each is written with one ``send(2)``, and its ``token_sent_ns`` is read
-right after that call returns, before anything else runs, so the send log's
-"sent" time is the write itself, not the write plus a scheduler round. (When
-the socket buffer is full, the rest waits for writability and the chunk's
-``token_sent_ns`` is read once the kernel has taken its last byte.)
+the same cores. This engine answers from the same `plan` and `encode` code (so
+the same status codes, content types and bodies; the heads carry no ``date``
+or ``server`` header) from a plain epoll loop: due chunks come off one heap,
+each is written with one ``send(2)``, and its ``token_sent_ns`` is read right
+after that call returns, before anything else runs, so the send log's "sent"
+time is the write itself, not the write plus a scheduler round. When the
+socket buffer is full, the rest of a chunk waits for writability, and the
+chunk is stamped (and its tokens counted) once the kernel has taken its last
+byte.
 
 It serves ``POST /v1/chat/completions`` and ``/v1/completions`` (streamed or
-whole, every dialect's shapes and stamps), ``GET /v1/models``, the 400, 401,
-404 and 405 errors, HTTP/1.1 keep-alive with ``Content-Length`` request
-bodies, and the send log. What needs the trio app's machinery (faults, the
-server model, pings, the prompt cache, context windows, closing after each
-response) is refused when the configuration is made
-(`MockConfig.lean_conflicts`). Deadlines are read with epoll's millisecond
-resolution, so a chunk may go out up to 1 ms after it is due; its log entry
-says when it really went.
+whole, every dialect's shapes and stamps, the no_done and no_finish faults),
+``GET /v1/models``, the 400, 401, 404 and 405 errors, HTTP/1.1 keep-alive
+(``Content-Length`` request bodies; ``Expect: 100-continue`` honoured),
+HTTP/1.0 (the body sent unframed, then the connection closed) and the send
+log. What needs the trio app's machinery (the other faults, the server model,
+pings, the prompt cache, context windows, closing after each response) is
+refused when the configuration is made (`MockConfig.lean_conflicts`). A
+connection stays open until its client closes it (no idle timeout). Deadlines
+are read with epoll's millisecond resolution, so a chunk may go out up to 1 ms
+after it is due; its log entry says when it really went.
 """
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import os
 import selectors
 import signal
 import socket
+import sys
 import time
+import traceback
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Final
@@ -54,28 +63,18 @@ _REASONS: Final[dict[int, bytes]] = {
     411: b"Length Required",
     431: b"Request Header Fields Too Large",
 }
-_SSE_HEADERS: Final = (
-    b"content-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
-)
+_SSE_HEADERS: Final = b"content-type: text/event-stream\r\ncache-control: no-cache\r\n"
 # A request head larger than this is refused (431) and the connection closed.
 _MAX_HEAD_BYTES: Final = 64 * 1024
 _RECV_BYTES: Final = 65536
-_END_OF_BODY: Final = b"0\r\n\r\n"
+# Out of descriptors: stop accepting for this long rather than spin on a listener
+# that stays readable.
+_ACCEPT_PAUSE_NS: Final = 100_000_000
+_OUT_OF_RESOURCES: Final = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _READ: Final = selectors.EVENT_READ
 _READ_WRITE: Final = selectors.EVENT_READ | selectors.EVENT_WRITE
-
-
-class _Stop(Exception):
-    """SIGTERM or SIGINT, or the parent gone: leave the loop."""
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop
-
-
-def _chunk(data: bytes) -> bytes:
-    """`data` framed as one chunk of a chunked HTTP/1.1 body."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
+# Selector keys that are not connections.
+_LISTENER, _WAKEUP, _PARENT = "listener", "wakeup", "parent"
 
 
 @dataclass(slots=True, eq=False)
@@ -87,6 +86,7 @@ class _Response:
     received_ns: int
     model: str | None = None
     status: int | None = None
+    fault: str | None = None
     stream: bool | None = None
     prompt_tokens: int | None = None
     output_tokens: int = 0
@@ -97,8 +97,9 @@ class _Response:
     encoder: ResponseEncoder | None = None
     chunks: list[bytes] = field(default_factory=list)
     next_chunk: int = 0
-    # Chunks handed over while the socket was full: stamped when the outbox drains.
-    unstamped: int = 0
+    # Content chunks handed over while the socket was full, oldest first: (the
+    # connection's byte count their last byte ends at, their tokens).
+    in_outbox: deque[tuple[int, int]] = field(default_factory=deque)
     # Everything is written (maybe still in the outbox); logged once it drains.
     written: bool = False
 
@@ -112,6 +113,19 @@ class _Connection:
     response: _Response | None = None
     close_when_done: bool = False
     closed: bool = False
+    # HTTP/1.1 chunked framing; an HTTP/1.0 response body runs until the close.
+    chunked: bool = True
+    # When the head of the request being read was complete (its received_ns).
+    head_ns: int | None = None
+    continued: bool = False
+    # Bytes handed to `_write` and bytes the kernel has taken, since the connection opened.
+    handed: int = 0
+    taken: int = 0
+
+
+def _framed(connection: _Connection, data: bytes) -> bytes:
+    """`data` as a piece of the response body: one chunk, or as is for HTTP/1.0."""
+    return b"%x\r\n%b\r\n" % (len(data), data) if connection.chunked else data
 
 
 class LeanServer:
@@ -141,51 +155,98 @@ class LeanServer:
         # (due perf_counter_ns, tie-breaker, connection, its response at the time)
         self._due: list[tuple[int, int, _Connection, _Response]] = []
         self._connections: set[_Connection] = set()
+        # Connections whose inbox may hold the next request (pipelined), served from
+        # the loop rather than from the end of the previous response: no recursion.
+        self._inbox_ready: list[_Connection] = []
         self._selector = selectors.DefaultSelector()
+        self._stopping = False
+        self._accept_resume_ns: int | None = None
 
     def serve_forever(self) -> None:
+        """Serve until stopped; every request still open is logged before returning."""
+        wakeup, wakeup_writer = socket.socketpair()
+        wakeup.setblocking(False)
+        wakeup_writer.setblocking(False)
         stops = (signal.SIGTERM, signal.SIGINT)
-        previous = {sig: signal.signal(sig, _raise_stop) for sig in stops}
+        # The handler only sets a flag, checked between two steps of the loop; the
+        # wake-up descriptor ends the select() the signal came in.
+        previous_fd = signal.set_wakeup_fd(wakeup_writer.fileno())
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in stops}
         try:
             self._listener.setblocking(False)
-            self._selector.register(self._listener, _READ, None)
+            self._selector.register(self._listener, _READ, _LISTENER)
+            self._selector.register(wakeup, _READ, _WAKEUP)
             if self._stop_fd is not None:
-                self._selector.register(self._stop_fd, _READ, None)
+                self._selector.register(self._stop_fd, _READ, _PARENT)
             self._loop()
-        except _Stop:
-            pass
         finally:
+            self._shut_down()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self._shut_down()
+            signal.set_wakeup_fd(previous_fd)
+            wakeup.close()
+            wakeup_writer.close()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
 
     def _loop(self) -> None:
         clock = time.perf_counter_ns
         due = self._due
         select = self._selector.select
-        while True:
-            timeout = max(due[0][0] - clock(), 0) / 1e9 if due else None
+        guarded = self._guarded
+        while not self._stopping:
+            wake_ns = due[0][0] if due else None
+            if self._accept_resume_ns is not None:
+                wake_ns = min(wake_ns or self._accept_resume_ns, self._accept_resume_ns)
+            timeout = None if wake_ns is None else max(wake_ns - clock(), 0) / 1e9
             for key, events in select(timeout):
-                connection = key.data
-                if connection is not None:
-                    self._on_ready(connection, events)
-                elif key.fileobj is self._listener:
+                data = key.data
+                if isinstance(data, _Connection):
+                    guarded(data, self._on_ready, data, events)
+                elif data == _LISTENER:
                     self._accept()
+                elif data == _WAKEUP:
+                    key.fileobj.recv(4096)  # type: ignore[union-attr]
                 elif not os.read(key.fd, 4096):  # the parent's pipe closed
-                    raise _Stop
+                    self._stopping = True
             now = clock()
+            if self._accept_resume_ns is not None and now >= self._accept_resume_ns:
+                self._accept_resume_ns = None
+                self._selector.register(self._listener, _READ, _LISTENER)
             while due and due[0][0] <= now:
                 _, _, connection, response = heapq.heappop(due)
                 if connection.response is response:
-                    self._send_due(connection, response)
+                    guarded(connection, self._send_due, connection, response)
                 now = clock()
+            ready, self._inbox_ready = self._inbox_ready, []
+            while ready:
+                connection = ready.pop()
+                if connection.response is None and not connection.closed:
+                    guarded(connection, self._next_request, connection)
+                ready += self._inbox_ready
+                self._inbox_ready.clear()
+
+    def _guarded(self, connection: _Connection, step: Callable[..., None], *args: object) -> None:
+        """Run `step`; a bug it hits costs its own connection, never the whole server."""
+        try:
+            step(*args)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            self._close(connection, client_gone=False)
 
     def _accept(self) -> None:
         while True:
             try:
                 sock, address = self._listener.accept()
-            except OSError:  # none left to accept (or out of descriptors: they wait)
+            except (BlockingIOError, InterruptedError):
                 return
+            except OSError as error:
+                if error.errno in _OUT_OF_RESOURCES:
+                    self._selector.unregister(self._listener)
+                    self._accept_resume_ns = time.perf_counter_ns() + _ACCEPT_PAUSE_NS
+                    return
+                continue  # e.g. aborted by the client before it was accepted
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = _Connection(sock, address[1] if isinstance(address, tuple) else None)
@@ -204,7 +265,7 @@ class LeanServer:
         except OSError:
             data = b""
         if not data:
-            self._close(connection)
+            self._close(connection, client_gone=True)
             return
         connection.inbox += data
         if connection.response is None:
@@ -216,34 +277,41 @@ class LeanServer:
         head_end = inbox.find(b"\r\n\r\n")
         if head_end < 0:
             if len(inbox) > _MAX_HEAD_BYTES:
-                self._refuse(connection, 431, "The request head is too large.")
+                self._refuse(connection, 431)
             return
+        if connection.head_ns is None:
+            connection.head_ns = time.perf_counter_ns()
         lines = bytes(inbox[:head_end]).split(b"\r\n")
         request_line = lines[0].split(b" ")
         headers: dict[bytes, bytes] = {}
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip()
-        if len(request_line) != 3 or not request_line[2].startswith(b"HTTP/1."):
-            self._refuse(connection, 400, "Malformed request line.")
+        if len(request_line) != 3 or request_line[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+            self._refuse(connection, 400)
             return
         if b"transfer-encoding" in headers:
-            self._refuse(connection, 411, "Send the request body with a Content-Length.")
+            self._refuse(connection, 411)
             return
         length = headers.get(b"content-length", b"0")
         if not length.isdigit():
-            self._refuse(connection, 400, "Bad Content-Length.")
+            self._refuse(connection, 400)
             return
         body_start = head_end + 4
         body_end = body_start + int(length)
         if len(inbox) < body_end:
+            if headers.get(b"expect", b"").lower() == b"100-continue" and not connection.continued:
+                connection.continued = True
+                self._write(connection, b"HTTP/1.1 100 Continue\r\n\r\n")
             return
-        received_ns = time.perf_counter_ns()
+        received_ns = connection.head_ns or time.perf_counter_ns()
+        connection.head_ns, connection.continued = None, False
         body = bytes(inbox[body_start:body_end])
         del inbox[:body_end]
         method, target, version = request_line
+        connection.chunked = version == b"HTTP/1.1"
         connection.close_when_done = (
-            version == b"HTTP/1.0" or headers.get(b"connection", b"").lower() == b"close"
+            not connection.chunked or headers.get(b"connection", b"").lower() == b"close"
         )
         path = target.partition(b"?")[0]
         response = _Response("req_" + os.urandom(12).hex(), path.decode("latin-1"), received_ns)
@@ -284,6 +352,7 @@ class LeanServer:
         plan = plan_response(config, request, next(self._arrivals))
         response.model = request.model
         response.stream = request.stream
+        response.fault = plan.fault
         response.prompt_tokens = plan.prompt_tokens
         encoder = ResponseEncoder(
             request, plan, response.id, int(time.time()), config.currency, dialect
@@ -297,10 +366,11 @@ class LeanServer:
         response.chunks = encoder.stream_chunks()
         stamp = time.perf_counter_ns() if config.stamp_chunks else None
         opening = encoder.opening_events(config.role_chunk, stamp)
+        framing = b"transfer-encoding: chunked\r\n" if connection.chunked else b""
         self._write(
             connection,
-            self._head(200, response, _SSE_HEADERS, connection)
-            + b"".join(_chunk(event) for event in opening),
+            self._head(200, response, _SSE_HEADERS + framing, connection)
+            + b"".join(_framed(connection, event) for event in opening),
         )
         self._schedule(connection, response, plan.chunk_offsets_ns[0])
 
@@ -322,21 +392,23 @@ class LeanServer:
         start_ns = clock()
         data = sse(response.chunks[j], start_ns if self._config.stamp_chunks else None)
         response.token_send_start_ns.append(start_ns)
-        if self._write(connection, _chunk(data)):
-            response.token_sent_ns.append(clock())
-        else:
-            response.unstamped += 1
-        response.output_tokens += plan.chunk_tokens[j]
-        response.next_chunk = j = j + 1
+        tokens = plan.chunk_tokens[j]
+        if self._write(connection, _framed(connection, data)):
+            response.end_ns = sent_ns = clock()
+            response.token_sent_ns.append(sent_ns)
+            response.output_tokens += tokens
+        elif not connection.closed:
+            response.in_outbox.append((connection.handed, tokens))
         if connection.closed:
             return
+        response.next_chunk = j = j + 1
         if j < len(response.chunks):
             self._schedule(connection, response, plan.chunk_offsets_ns[j])
             return
         stamp = clock() if self._config.stamp_chunks else None
-        closing = b"".join(_chunk(event) for event in encoder.closing_events(stamp))
+        closing = b"".join(_framed(connection, event) for event in encoder.closing_events(stamp))
         response.cost = plan.cost_text
-        self._write(connection, closing + _END_OF_BODY)
+        self._write(connection, closing + (b"0\r\n\r\n" if connection.chunked else b""))
         self._written(connection, response)
 
     def _head(
@@ -376,17 +448,24 @@ class LeanServer:
         error_type = "invalid_request_error"
         self._send_whole(connection, status, error_body(message, error_type, code), extra_headers)
 
-    def _refuse(self, connection: _Connection, status: int, message: str) -> None:
-        """Answer a request that cannot be read, then close: the rest of the inbox is unreadable."""
+    def _refuse(self, connection: _Connection, status: int) -> None:
+        """A request that cannot even be read: a bare error, then the close (as h11
+        answers one, before any application sees it, so no send-log line)."""
         connection.inbox.clear()
         connection.close_when_done = True
-        connection.response = _Response("req_" + os.urandom(12).hex(), "", time.perf_counter_ns())
-        self._error(connection, status, message)
+        self._write(
+            connection,
+            b"HTTP/1.1 %d %b\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            % (status, _REASONS[status]),
+        )
+        if not connection.outbox:
+            self._close(connection, client_gone=False)
 
     def _write(self, connection: _Connection, data: bytes) -> bool:
         """Hand `data` to the socket; True when the kernel took all of it at once."""
         if connection.closed:
             return False
+        connection.handed += len(data)
         if connection.outbox:
             connection.outbox += data
             return False
@@ -395,8 +474,9 @@ class LeanServer:
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            self._close(connection)
+            self._close(connection, client_gone=True)
             return False
+        connection.taken += sent
         if sent == len(data):
             return True
         connection.outbox += memoryview(data)[sent:]
@@ -409,19 +489,25 @@ class LeanServer:
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self._close(connection)
+            self._close(connection, client_gone=True)
             return
         del connection.outbox[:sent]
+        connection.taken += sent
+        response = connection.response
+        if response is not None and response.in_outbox:
+            now = time.perf_counter_ns()
+            waiting = response.in_outbox
+            while waiting and waiting[0][0] <= connection.taken:
+                response.output_tokens += waiting.popleft()[1]
+                response.token_sent_ns.append(now)
+                response.end_ns = now
         if connection.outbox:
             return
         self._selector.modify(connection.sock, _READ, connection)
-        response = connection.response
         if response is None:
-            return
-        now = time.perf_counter_ns()
-        response.token_sent_ns.extend([now] * response.unstamped)
-        response.unstamped = 0
-        if response.written:
+            if connection.close_when_done:  # a refused request's answer is out
+                self._close(connection, client_gone=False)
+        elif response.written:
             self._written(connection, response)
 
     def _written(self, connection: _Connection, response: _Response) -> None:
@@ -433,11 +519,11 @@ class LeanServer:
         self._log(connection, response, client_disconnected=False)
         connection.response = None
         if connection.close_when_done:
-            self._close(connection)
+            self._close(connection, client_gone=False)
         elif connection.inbox:
-            self._next_request(connection)
+            self._inbox_ready.append(connection)
 
-    def _close(self, connection: _Connection, *, client_gone: bool = True) -> None:
+    def _close(self, connection: _Connection, *, client_gone: bool) -> None:
         """Close the connection; a response not yet all sent is logged as it stands."""
         if connection.closed:
             return
@@ -461,7 +547,7 @@ class LeanServer:
                 model=response.model,
                 path=response.path,
                 status=response.status,
-                fault=None,
+                fault=response.fault,
                 stream=response.stream,
                 received_ns=response.received_ns,
                 token_send_start_ns=tuple(response.token_send_start_ns[: len(sent)]),
