@@ -96,3 +96,47 @@ def test_an_open_loop_that_falls_behind_its_schedule_is_flagged() -> None:
     assert verdict.client_limited
     assert verdict.reasons[0].startswith("schedule lag p99 30.0 ms")
     assert ClientHealth.from_json(health.to_json()).schedule_lag == health.schedule_lag
+
+
+def test_first_tokens_read_during_a_burst_flag_the_run_though_the_run_wide_lag_is_low() -> None:
+    # A quiet 10 s run but for one 300 ms stall at its start (many streams opening):
+    # its one late wake-up barely moves the loop-lag percentiles ...
+    health = ClientHealth()
+    health.add_sample(woke_ns=0, lag_ns=100_000, cpu_share=0.2)
+    health.add_sample(woke_ns=310 * MS, lag_ns=300 * MS, cpu_share=1.0)
+    for k in range(1, 1000):
+        health.add_sample(woke_ns=(310 + 10 * k) * MS, lag_ns=100_000, cpu_share=0.2)
+    assert health.loop_lag.stats()["p90"] < 1.0
+    # ... but the first token of every stream was read in it.
+    for k in range(100):
+        health.add_record(record(200 + k, 400, 500))
+    verdict = health.verdict()
+    assert verdict.client_limited
+    assert verdict.reasons == (
+        "event-loop lag 300.0 ms (p50) when first tokens were read: "
+        "TTFT is overstated by up to about that",
+    )
+    assert health.figures()["first_token_lag.p50_ms"] == pytest.approx(300.0, rel=1e-3)
+
+
+def test_first_tokens_read_by_a_lively_loop_do_not_flag_the_run() -> None:
+    health = quiet_health()
+    # A few first tokens near one late wake-up, most read by a lively loop.
+    health.add_sample(woke_ns=1000 * MS, lag_ns=30 * MS, cpu_share=0.5)
+    for k in range(10):
+        health.add_record(record(100 + 10 * k, 200))
+    health.add_record(record(995, 1005))
+    assert health.figures()["first_token_lag.p50_ms"] == pytest.approx(0.1, rel=1e-2)
+    assert "first tokens" not in " ".join(health.verdict().reasons)
+
+
+def test_first_token_lag_survives_merge_and_json_and_older_reports_lack_it() -> None:
+    health = quiet_health(10)
+    health.add_record(record(5, 6))
+    data = health.to_json()
+    assert ClientHealth.from_json(data).first_token_lag == health.first_token_lag
+    del data["first_token_lag"]
+    assert ClientHealth.from_json(data).first_token_lag.count == 0
+    merged = ClientHealth()
+    merged.merge(health)
+    assert merged.first_token_lag.count == 1
