@@ -32,7 +32,7 @@ import httpx
 import pytest
 import trio
 
-from onybench.transport import BODY_READ_TIMEOUT, LeanTransport
+from onybench.transport import BODY_READ_TIMEOUT, LeanTransport, _ip_family
 
 # A self-signed certificate for IP 127.0.0.1, valid 2000-2100, so https tests need no
 # network and no certificate tooling.
@@ -958,3 +958,30 @@ async def test_an_origin_seen_keeping_connections_is_not_given_up_for_one_close(
     assert connect[1] is None  # the second request proved reuse
     assert isinstance(connect[2], int)  # the closed connection was replaced ...
     assert connect[3] is None  # ... and reuse went on
+
+
+async def test_an_ip_address_is_connected_directly_and_a_name_through_trio() -> None:
+    async with serving(serve_ok_until_client_closes) as server:
+        transport = LeanTransport()
+        by_address, address_body = await fetch(transport, server.url())
+        by_name, name_body = await fetch(transport, server.url().replace("127.0.0.1", "localhost"))
+        await transport.aclose()
+    assert address_body == name_body == [b"ok"]
+    # Two origins, so two connections, each timed.
+    assert by_address.extensions["onybench.connect_ns"] > 0
+    assert by_name.extensions["onybench.connect_ns"] > 0
+    assert len(server.connections) == 2
+
+
+@pytest.mark.parametrize(
+    ("host", "family"),
+    [
+        ("127.0.0.1", trio.socket.AF_INET),
+        ("::1", trio.socket.AF_INET6),
+        ("fe80::1%lo", trio.socket.AF_INET6),
+        ("localhost", None),
+        ("api.onysoft.com", None),
+    ],
+)
+def test_only_ip_literals_skip_the_name_lookup(host: str, family: int | None) -> None:
+    assert _ip_family(host) == family
