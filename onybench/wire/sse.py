@@ -25,6 +25,7 @@ from onybench.errors import ProtocolViolation
 _BOM = b"\xef\xbb\xbf"
 _COLON = ord(":")
 _CR = ord("\r")
+_LF = ord("\n")
 # Browsers ignore a `retry` value that overflows 64 bits. 19 significant digits
 # (under 10**19 ms, some 300 million years) always fit, and the bound keeps int() from
 # parsing a megabyte of digits from a hostile server (beyond 4,300 digits it would raise).
@@ -130,24 +131,43 @@ class SseDecoder:
             return []
         partial = self._partial_line
         if (
-            # The common case: the read brought exactly one "data: ..." event, nothing
-            # pending. Taken whole, it skips the line splitting (~3 of ~6 µs per event).
+            # The common case: the read brought whole one-line "data: ..." events and
+            # nothing is pending. Taken whole, they skip the line-by-line interpretation
+            # (~3 of ~6 µs per event).
             data.endswith(b"\n\n")
             and data.startswith(b"data: ")
-            and data.find(b"\n") == len(data) - 2
             and not (partial or self._data_lines or self._after_cr or self._at_stream_start)
             and _CR not in data
             and len(data) <= self._max_line_bytes
         ):
-            event_type, self._event_type = self._event_type, ""
-            return [
-                SseEvent(
-                    data[6:-2].decode("utf-8", "replace"),
+            if data.find(b"\n") == len(data) - 2:  # one event
+                event_type, self._event_type = self._event_type, ""
+                return [
+                    SseEvent(
+                        data[6:-2].decode("utf-8", "replace"),
+                        event_type or "message",
+                        self._last_event_id,
+                        self._retry_ms,
+                    )
+                ]
+            events = data[:-2].split(b"\n\n")
+            if all(e.startswith(b"data: ") and _LF not in e for e in events):
+                # Each one ends its event: the event type applies to the first only.
+                event_type, self._event_type = self._event_type, ""
+                last_id, retry_ms = self._last_event_id, self._retry_ms
+                first = SseEvent(
+                    events[0][6:].decode("utf-8", "replace"),
                     event_type or "message",
-                    self._last_event_id,
-                    self._retry_ms,
+                    last_id,
+                    retry_ms,
                 )
-            ]
+                return [
+                    first,
+                    *(
+                        SseEvent(e[6:].decode("utf-8", "replace"), "message", last_id, retry_ms)
+                        for e in events[1:]
+                    ),
+                ]
         if self._at_stream_start:
             data = bytes(partial) + data
             if len(data) < len(_BOM) and _BOM.startswith(data):

@@ -210,3 +210,23 @@ def test_a_trailer_section_over_the_cap_is_refused() -> None:
         decoder.feed(field)
     with pytest.raises(ChunkedBodyError, match=f"trailer section over {MAX_TRAILER_BYTES} bytes"):
         decoder.feed(field)
+
+
+@given(
+    pieces=st.lists(
+        st.binary(min_size=1, max_size=300).map(lambda b: b + b"\r\n0\r\n\r\n"[: len(b) % 7]),
+        min_size=1,
+        max_size=12,
+    ),
+    upper=st.booleans(),
+)
+def test_reads_of_exactly_one_whole_chunk_each_come_out_as_their_data(
+    pieces: list[bytes], upper: bool
+) -> None:
+    decoder = ChunkedBodyDecoder()
+    for piece in pieces:
+        size = b"%X" % len(piece) if upper else b"%x" % len(piece)
+        assert decoder.feed(size + b"\r\n" + piece + b"\r\n") == piece
+        assert not decoder.done
+    assert decoder.feed(b"0\r\n\r\n") == b""
+    assert decoder.done

@@ -459,3 +459,26 @@ def test_reads_of_one_data_event_each_decode_as_the_stream_fed_whole(
     events = [b"data: " + text.replace(b"\r", b"").replace(b"\n", b"") + b"\n\n" for text in texts]
     reads = [b"data: first\n\n", *fields, *events]
     assert decode(reads) == decode([b"".join(reads)])
+
+
+@given(
+    preamble=st.sampled_from([b"", b"event: delta\n", b"id: 7\nretry: 50\n", b": hi\n\n"]),
+    values=st.lists(
+        st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=40),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_whole_data_events_in_one_read_decode_as_line_by_line(
+    preamble: bytes, values: list[str]
+) -> None:
+    # One read of k whole "data: ..." events takes the decoder's fast path; fed a
+    # byte at a time, the same bytes go through the line interpreter.
+    body = b"".join(b"data: " + value.encode() + b"\n\n" for value in values)
+    fast = SseDecoder()
+    slow = SseDecoder()
+    assert fast.feed(b"\xef\xbb\xbf" + preamble) == slow.feed(b"\xef\xbb\xbf" + preamble)
+    fast_events = fast.feed(body)
+    slow_events = [event for byte in body for event in slow.feed(bytes([byte]))]
+    assert fast_events == slow_events
+    assert [event.data for event in fast_events] == values
