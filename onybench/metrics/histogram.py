@@ -37,6 +37,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 from hdrh.histogram import HdrHistogram
 
@@ -232,8 +233,17 @@ class Histogram:
 
 def nonzero_buckets(hdr: HdrHistogram) -> list[tuple[int, int]]:
     """(index, count) of every non-empty bucket of `hdr`, in index order."""
-    counts = list(hdr.counts)
+    # hdrh keeps its counts in a ctypes array, whose items Python reads one by one
+    # (~2.5 ms for the ~23,500 buckets); as a memoryview of native integers they are
+    # scanned in C.
+    raw = memoryview(hdr.counts)
+    code = _UNSIGNED_CODES.get(raw.itemsize)
+    counts = raw.cast("B").cast(code) if code is not None else list(hdr.counts)
     return [(index, counts[index]) for index in itertools.compress(range(len(counts)), counts)]
+
+
+# Item size -> memoryview format of hdrh's count words (its word size, 8 by default).
+_UNSIGNED_CODES: dict[int, Literal["H", "I", "Q"]] = {2: "H", 4: "I", 8: "Q"}
 
 
 def values_at_percentiles(
