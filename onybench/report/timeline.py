@@ -21,6 +21,7 @@ interval is exact and a histogram of it costs nothing until it is written.
 
 from __future__ import annotations
 
+import bisect
 import math
 from array import array
 from collections.abc import Iterable
@@ -165,8 +166,14 @@ def digest_records(
         if times:
             per_chunk = record.output_token_count / len(times)
             tokens = fold.output_tokens
-            for t_ns in times:
-                tokens[slot(t_ns)] += per_chunk
+            # The stamps are in order: count them per interval by bisecting at its ends.
+            first, final = slot(times[0]), slot(times[-1])
+            done = 0
+            for index in range(first, final):
+                upto = bisect.bisect_left(times, origin_ns + (index + 1) * interval_ns, done)
+                tokens[index] += per_chunk * (upto - done)
+                done = upto
+            tokens[final] += per_chunk * (len(times) - done)
         latency = fold.latency_us
         for metric, value_ns in (
             ("ttft", record.ttft_ns),
@@ -175,7 +182,8 @@ def digest_records(
         ):
             if value_ns is not None:
                 latency[metric][ended].append(_whole_us(value_ns))
-        latency["itl"][ended].extend(_whole_us(gap) for gap in record.itl_ns)
+        # _whole_us for whole nanoseconds (gaps are >= 0), inlined: a request has many.
+        latency["itl"][ended].extend([(gap + 500) // 1000 for gap in record.itl_ns])
 
     return Timeline(
         origin_ns=origin_ns,
