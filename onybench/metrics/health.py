@@ -35,7 +35,11 @@ BUSY_CPU_SHARE = 0.9
 # An idle trio loop already wakes ~1 ms late (epoll rounds its timeout up to
 # whole milliseconds), so the median limit sits above that.
 LAG_P50_LIMIT_MS = 2.0
-LAG_P90_LIMIT_MS = 5.0
+# The tail: a healthy loop serving 10k events/s on two small cores wakes 3-7 ms
+# late at p90 (its scheduler rounds take that long) while its TTFT and ITL
+# medians stay within 2 ms and 0.1 ms of the truth (benchmarks/: levels 100 and
+# 128); a lag p90 past this bound moves the figures' tails by more.
+LAG_P90_LIMIT_MS = 10.0
 # A few percent of zero gaps barely move the ITL median; beyond this they do.
 COALESCED_SHARE_LIMIT = 0.05
 # Half the first tokens read while the loop lagged this much: TTFT p50 is off by about
