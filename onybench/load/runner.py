@@ -31,6 +31,8 @@ from onybench.metrics.summary import WARMUP_STAGE
 
 # How often a concurrency ramp re-reads its target.
 RAMP_STEP_S = 0.05
+# Closed-loop workers started per scheduler round (see `Runner._start_worker`).
+START_WAVE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ class Runner:
         self._in_flight: Counter[str] = Counter()
         self._issued: Counter[str] = Counter()
         self._start = 0.0
+        self._started_workers = 0
 
     async def run(self, background: Sequence[BackgroundTask] = ()) -> RunState:
         """Run the plan; `background` tasks run alongside and are cancelled at the end."""
@@ -144,7 +147,9 @@ class Runner:
                     else:
                         for model in plan.models:
                             for _ in range(plan.concurrency):
-                                requests.start_soon(self._closed_loop_worker, model, None)
+                                await self._start_worker(
+                                    requests, self._closed_loop_worker, model, None
+                                )
             if self.state.stop_reason is None:
                 self.state.stop_reason = "all requests done"
             watchers.cancel_scope.cancel()
@@ -219,6 +224,22 @@ class Runner:
             if think_s > 0 and self._may_issue(model):
                 await trio.sleep(think_s)
 
+    async def _start_worker(
+        self, requests: trio.Nursery, worker: Callable[..., Awaitable[None]], *args: object
+    ) -> None:
+        """Start `worker`, letting the scheduler run after every `START_WAVE` starts.
+
+        A thousand workers started at once would open their streams in one scheduler
+        round (~1 ms of CPU each), and the first tokens of the streams opened first
+        would wait for the whole round before being read: TTFT overstated by up to a
+        second. In waves, reads are served between them; opening all still takes what
+        the CPU takes.
+        """
+        requests.start_soon(worker, *args)
+        self._started_workers += 1
+        if self._started_workers % START_WAVE == 0:
+            await trio.sleep(0)
+
     def _target_concurrency(self) -> int:
         plan = self._plan
         elapsed = trio.current_time() - self._start
@@ -248,7 +269,7 @@ class Runner:
                         slots[slot] = trio.Event()
                     else:
                         continue
-                    requests.start_soon(worker, model, slot, slots[slot])
+                    await self._start_worker(requests, worker, model, slot, slots[slot])
             if not any(self._may_issue(model) for model in self._plan.models):
                 return
             await trio.sleep(RAMP_STEP_S)

@@ -12,9 +12,11 @@ Evidence, sampled by `onybench.load.health.watch_event_loop`:
 - CPU share: process CPU time ÷ wall time over each sampling interval.
 
 The verdict (`ClientHealth.verdict`) flags the run as client-limited when the
-loop lag was large enough to move TTFT or ITL by more than the bounds below
-(over the whole run, or around the reads of the first tokens),
-or when a noticeable share of token arrivals were coalesced by a lagging client.
+loop lag was large enough to move the TTFT or ITL medians by more than the bounds
+below (over the whole run, or around the reads of the first tokens), when a
+noticeable share of token arrivals were coalesced by a lagging client, or when an
+open loop started its requests late; a long lag tail alone earns a note on the
+figures' tails, not the flag.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ BUSY_CPU_SHARE = 0.9
 # An idle trio loop already wakes ~1 ms late (epoll rounds its timeout up to
 # whole milliseconds), so the median limit sits above that.
 LAG_P50_LIMIT_MS = 2.0
-# The tail: a healthy loop serving 10k events/s on two small cores wakes 3-7 ms
-# late at p90 (its scheduler rounds take that long) while its TTFT and ITL
-# medians stay within 2 ms and 0.1 ms of the truth (benchmarks/: levels 100 and
-# 128); a lag p90 past this bound moves the figures' tails by more.
-LAG_P90_LIMIT_MS = 10.0
+# The tail: past this lag p90 the figures' tails (p90 and above) may be overstated
+# by about as much. A note, not a verdict: a healthy loop serving 10k events/s on
+# two small cores wakes 3-11 ms late at p90 (its scheduler rounds take that long)
+# while its TTFT and ITL medians stay within 3 ms and 0.1 ms of the truth
+# (benchmarks/: levels 100 and 128).
+LAG_P90_NOTE_MS = 5.0
 # A few percent of zero gaps barely move the ITL median; beyond this they do.
 COALESCED_SHARE_LIMIT = 0.05
 # Half the first tokens read while the loop lagged this much: TTFT p50 is off by about
@@ -51,8 +54,12 @@ SCHEDULE_LAG_P99_LIMIT_MS = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """`client_limited` with its `reasons` (the medians are off); `notes` name figures
+    whose tails may be off while the medians are not."""
+
     client_limited: bool
     reasons: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -137,9 +144,11 @@ class ClientHealth:
                 f"event-loop lag p50 {lag['p50']:.1f} ms: "
                 "TTFT and ITL stamps are late by about that"
             )
-        if lag and lag["p90"] > LAG_P90_LIMIT_MS:
-            reasons.append(
-                f"event-loop lag p90 {lag['p90']:.1f} ms: TTFT and ITL tails are overstated"
+        notes: list[str] = []
+        if lag and lag["p90"] > LAG_P90_NOTE_MS:
+            notes.append(
+                f"event-loop lag p90 {lag['p90']:.1f} ms: TTFT and ITL tails (p90 and above) "
+                "may be overstated by up to about that"
             )
         first = self.first_token_lag.stats()
         if first and first["p50"] > FIRST_TOKEN_LAG_P50_LIMIT_MS:
@@ -161,7 +170,7 @@ class ClientHealth:
             )
         if reasons and self.samples and self.busy_samples / self.samples >= 0.5:
             reasons.append(f"CPU saturated in {self.busy_samples / self.samples:.0%} of samples")
-        return Verdict(client_limited=bool(reasons), reasons=tuple(reasons))
+        return Verdict(client_limited=bool(reasons), reasons=tuple(reasons), notes=tuple(notes))
 
     def figures(self) -> dict[str, Any]:
         figures: dict[str, Any] = {f"loop_lag.{k}_ms": v for k, v in self.loop_lag.stats().items()}

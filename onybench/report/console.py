@@ -52,9 +52,11 @@ def render_summary(report: Mapping[str, Any]) -> str:
 
 
 def _health_warning(health: Mapping[str, Any]) -> list[str]:
+    notes = [f"note: {note}" for note in health.get("notes", ())]
     if not health["client_limited"]:
-        return []
+        return notes
     return [
+        *notes,
         "",
         "WARNING: onybench itself was the bottleneck, so its timings are distorted:",
         *(f"  - {reason}" for reason in health["reasons"]),

@@ -155,10 +155,14 @@ def _health(health: Mapping[str, Any]) -> str:
             + h("; ".join(health["reasons"]))
             + "</div>"
         )
+    notes = "".join(
+        f'<div class="alert unknown"><strong>Note:</strong> {h(note)}</div>'
+        for note in health.get("notes", ())
+    )
     if not health["client_limited"]:
-        return ""
+        return notes
     reasons = "".join(f"<li>{h(reason)}</li>" for reason in health["reasons"])
-    return (
+    return notes + (
         '<div class="alert warning"><strong>onybench itself was the bottleneck</strong>, '
         f"so its timings are distorted:<ul>{reasons}</ul>"
         "Spread the load over more processes (<code>--workers N</code>) or lower "

@@ -54,6 +54,7 @@ def build_report(
         "client_health": {
             "client_limited": verdict.client_limited,
             "reasons": list(verdict.reasons),
+            "notes": list(verdict.notes),
             "figures": health.figures(),
             "metrics": health.to_json(),
         },

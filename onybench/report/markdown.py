@@ -79,9 +79,11 @@ def _health(health: Mapping[str, Any]) -> list[str]:
             f"> Client health unknown: {md('; '.join(health['reasons']))}",
             "",
         ]
+    notes = [f"> [!NOTE]\n> {md(note)}\n" for note in health.get("notes", ())]
     if not health["client_limited"]:
-        return []
+        return notes
     return [
+        *notes,
         "> [!WARNING]",
         "> **onybench itself was the bottleneck**, so its timings are distorted:",
         *(f"> - {md(reason)}" for reason in health["reasons"]),

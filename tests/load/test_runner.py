@@ -1,10 +1,11 @@
+import itertools
 from collections import Counter
 
 import trio
 import trio.testing
 
 from onybench.load.arrivals import Stage, constant
-from onybench.load.runner import LoadPlan, RecordSink, Runner, Ticket
+from onybench.load.runner import START_WAVE, LoadPlan, RecordSink, Runner, Ticket
 from onybench.metrics.record import RequestRecord
 
 
@@ -187,3 +188,28 @@ async def test_a_ramp_split_between_three_workers_loses_no_concurrency(
         await runner_for(target, plan).run()
         in_flight.append(target.max_in_flight["m"])
     assert in_flight == [4, 3, 3]
+
+
+async def test_many_workers_start_in_waves_so_ready_tasks_run_between(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A task that is ready all along (like a stream whose next bytes have arrived) runs
+    # between waves of worker starts, not after all of them, and the start time is the
+    # same for every worker.
+    target = FakeTarget(latency_s=1.0)
+    started_when_ready_task_ran: list[int] = []
+
+    async def ready_all_along() -> None:
+        while len(target.starts) < 10 * START_WAVE:
+            started_when_ready_task_ran.append(len(target.starts))
+            await trio.sleep(0)
+        started_when_ready_task_ran.append(len(target.starts))
+
+    plan = LoadPlan(["m"], concurrency=10 * START_WAVE, requests=10 * START_WAVE)
+    runner = runner_for(target, plan)
+    await runner.run(background=[ready_all_along])
+    assert target.start_times == [0] * 10 * START_WAVE
+    gaps = [b - a for a, b in itertools.pairwise(started_when_ready_task_ran) if b > a]
+    assert gaps
+    assert max(gaps) <= 2 * START_WAVE  # (trio may run a round in reverse order)
+    assert max(started_when_ready_task_ran) == 10 * START_WAVE
