@@ -44,21 +44,11 @@ from onybench.transport import LeanTransport
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_sampler import CpuSampler, cpu_s
+from simple_client import raise_open_file_limit, rss_bytes
 
 MODEL = "bench-model"
 PROMPT = "one two three"
 API_KEY = "bench-not-a-secret"
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def raise_open_file_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def scenario(args: dict[str, Any], *, grace_s: float) -> Scenario:

@@ -18,23 +18,25 @@ import asyncio
 import contextlib
 import gc
 import os
-import resource
 import sys
 import time
 from typing import Any
 
 import aiohttp
-import orjson
 import uvloop
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_sampler import CpuSampler, cpu_s
-from simple_client import BODY, HEADERS, finish_stream, stream_record
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from cpu_sampler import cpu_s
+from simple_client import (
+    BODY,
+    HEADERS,
+    client_main,
+    finish_stream,
+    held_open_figures,
+    rss_bytes,
+    run_mode,
+    stream_record,
+)
 
 
 async def one_request(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
@@ -90,45 +92,21 @@ async def hold_open(args: dict[str, Any], streams: int, settle_s: float) -> dict
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         gc.collect()
-        rss_before, cpu_before, wall_before = rss_bytes(), cpu_s(), time.perf_counter()
+        before = rss_bytes(), cpu_s(), time.perf_counter()
         tasks = [asyncio.create_task(hold(session)) for _ in range(streams)]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(all_open.wait(), args["timeout_s"])
-        cpu_open, wall_open = cpu_s(), time.perf_counter()
+        at_open = cpu_s(), time.perf_counter()
         await asyncio.sleep(settle_s)
-        rss_open, cpu_settled = rss_bytes(), cpu_s()
+        settled = rss_bytes(), cpu_s()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return {
-        "streams": streams,
-        "opened": opened,
-        "cpu_s": cpu_open - cpu_before,
-        "open_wall_s": wall_open - wall_before,
-        "idle_cpu_s": cpu_settled - cpu_open,
-        "rss_growth_bytes": rss_open - rss_before,
-    }
-
-
-async def main_async(args: dict[str, Any]) -> dict[str, Any]:
-    if args["mode"] == "stream":
-        return await stream(args)
-    if args.get("warm_up", 20):
-        await hold_open(args, args.get("warm_up", 20), 0.2)
-    return await hold_open(args, args["concurrency"], args["settle_s"])
+    return held_open_figures(streams, opened, before, at_open, settled)
 
 
 def main(argv: list[str]) -> int:
-    args = orjson.loads(argv[0])
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    with CpuSampler() as sampler:
-        outcome = uvloop.run(main_async(args))
-    if args["mode"] == "stream":
-        outcome["cpu_samples"] = sampler.samples
-    sys.stdout.write(orjson.dumps(outcome).decode() + "\n")
-    return 0
+    return client_main(argv, lambda args: uvloop.run(run_mode(args, stream, hold_open)))
 
 
 if __name__ == "__main__":

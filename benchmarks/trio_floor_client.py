@@ -22,18 +22,25 @@ from __future__ import annotations
 import gc
 import math
 import os
-import resource
 import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 import trio
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_sampler import CpuSampler, cpu_s
-from simple_client import BODY, HEADERS, finish_stream, stream_record
+from cpu_sampler import cpu_s
+from simple_client import (
+    BODY,
+    HEADERS,
+    client_main,
+    finish_stream,
+    held_open_figures,
+    rss_bytes,
+    run_mode,
+    stream_record,
+)
 
 from onybench.wire.chunked_body import ChunkedBodyDecoder
 
@@ -41,11 +48,6 @@ READ_SIZE = 65536
 MAX_HEAD_BYTES = 64 * 1024
 # What a failed request is recorded with (and closes its connection).
 ERRORS = (OSError, ValueError)  # ValueError: a malformed head or ChunkedBodyError
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def target(base_url: str) -> tuple[tuple[str, int], bytes]:
@@ -234,45 +236,21 @@ async def hold_open(args: dict[str, Any], streams: int, settle_s: float) -> dict
             conn.close()
 
     gc.collect()
-    rss_before, cpu_before, wall_before = rss_bytes(), cpu_s(), time.perf_counter()
+    before = rss_bytes(), cpu_s(), time.perf_counter()
     async with trio.open_nursery() as nursery:
         for _ in range(streams):
             nursery.start_soon(hold)
         with trio.move_on_after(args["timeout_s"]):
             await all_open.wait()
-        cpu_open, wall_open = cpu_s(), time.perf_counter()
+        at_open = cpu_s(), time.perf_counter()
         await trio.sleep(settle_s)
-        rss_open, cpu_settled = rss_bytes(), cpu_s()
+        settled = rss_bytes(), cpu_s()
         nursery.cancel_scope.cancel()
-    return {
-        "streams": streams,
-        "opened": opened,
-        "cpu_s": cpu_open - cpu_before,
-        "open_wall_s": wall_open - wall_before,
-        "idle_cpu_s": cpu_settled - cpu_open,
-        "rss_growth_bytes": rss_open - rss_before,
-    }
-
-
-async def main_async(args: dict[str, Any]) -> dict[str, Any]:
-    if args["mode"] == "stream":
-        return await stream(args)
-    if args.get("warm_up", 20):
-        await hold_open(args, args.get("warm_up", 20), 0.2)
-    return await hold_open(args, args["concurrency"], args["settle_s"])
+    return held_open_figures(streams, opened, before, at_open, settled)
 
 
 def main(argv: list[str]) -> int:
-    args = orjson.loads(argv[0])
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    with CpuSampler() as sampler:
-        outcome = trio.run(main_async, args)
-    if args["mode"] == "stream":
-        outcome["cpu_samples"] = sampler.samples
-    sys.stdout.write(orjson.dumps(outcome).decode() + "\n")
-    return 0
+    return client_main(argv, lambda args: trio.run(run_mode, args, stream, hold_open))
 
 
 if __name__ == "__main__":
