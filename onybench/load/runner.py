@@ -145,8 +145,10 @@ class Runner:
                     elif plan.concurrency_stages:
                         await self._ramping_closed_loop(requests)
                     else:
-                        for model in plan.models:
-                            for _ in range(plan.concurrency):
+                        # Slot by slot across the models, so that every model's streams
+                        # open at the same moments.
+                        for _ in range(plan.concurrency):
+                            for model in plan.models:
                                 await self._start_worker(
                                     requests, self._closed_loop_worker, model, None
                                 )
@@ -235,6 +237,8 @@ class Runner:
         second. In waves, reads are served between them; opening all still takes what
         the CPU takes.
         """
+        if self._stopping.is_set():
+            return  # stopped while starting: the worker would leave at once
         requests.start_soon(worker, *args)
         self._started_workers += 1
         if self._started_workers % START_WAVE == 0:
@@ -261,8 +265,8 @@ class Runner:
 
         while not self._stopping.is_set():
             target = self._target_concurrency()
-            for model, slots in workers.items():
-                for slot in range(target):
+            for slot in range(target):
+                for model, slots in workers.items():
                     if slot >= len(slots):
                         slots.append(trio.Event())
                     elif slots[slot].is_set():

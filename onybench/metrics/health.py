@@ -29,6 +29,7 @@ from typing import Any
 
 from onybench.metrics.histogram import Histogram
 from onybench.metrics.record import RequestRecord
+from onybench.metrics.summary import WARMUP_STAGE
 
 # A chunk arriving while the loop lags by this much is stamped late by up to as much.
 BLAME_LAG_NS = 1_000_000
@@ -68,10 +69,10 @@ class ClientHealth:
 
     loop_lag: Histogram = field(default_factory=Histogram)
     schedule_lag: Histogram = field(default_factory=Histogram)
-    # The loop's lag around the read of each request's first token (the larger of the
-    # two wake-ups either side of it): a first token read then is stamped late by up
-    # to about that. A burst of stream openings can hold the loop for a second while
-    # the run's overall lag percentiles hardly move; this is where it shows.
+    # How long the loop had been stalled when each request's first token was read
+    # (`_lag_before`): a first token read then is stamped late by up to about that. A
+    # burst of stream openings can hold the loop for a second while the run's overall
+    # lag percentiles hardly move; this is where it shows. Warm-up requests left out.
     first_token_lag: Histogram = field(default_factory=Histogram)
     samples: int = 0
     busy_samples: int = 0
@@ -99,8 +100,9 @@ class ClientHealth:
         if lag_ns is not None:
             self.schedule_lag.record_ns(max(lag_ns, 0))
         times = record.token_times_ns
-        if times and self._sample_ns:
-            self.first_token_lag.record_ns(self._lag_around(times[0]))
+        # Warm-up requests are left out of the TTFT this judges.
+        if times and self._sample_ns and record.stage != WARMUP_STAGE:
+            self.first_token_lag.record_ns(self._lag_before(times[0]))
         self.token_arrivals += len(times)
         for previous, current in pairwise(times):
             if current == previous:
@@ -109,11 +111,23 @@ class ClientHealth:
                 else:
                     self.coalesced_by_server += 1
 
-    def _lag_around(self, at_ns: int) -> int:
-        """The larger lag of the wake-ups just before and just after `at_ns` (ns, >= 0)."""
-        k = bisect.bisect_left(self._sample_ns, at_ns)
-        lags = self._sample_lag_ns
-        return max([0, *(lags[i] for i in (k - 1, k) if 0 <= i < len(lags))])
+    def _lag_before(self, at_ns: int) -> int:
+        """How long the loop had been stalled when it read at `at_ns` (ns, >= 0).
+
+        The wake-up after the read was due at ``woke - lag``: if that is before the
+        read, the loop was stalled from then until at least the read. The wake-up
+        before the read counts only if the read came in the same scheduler round
+        (within `BLAME_LAG_NS` of it): a stall that ended earlier did not delay it.
+        """
+        sample_ns, lags = self._sample_ns, self._sample_lag_ns
+        k = bisect.bisect_left(sample_ns, at_ns)
+        stalled = 0
+        if k < len(sample_ns):
+            due_ns = sample_ns[k] - lags[k]
+            stalled = min(lags[k], max(at_ns - due_ns, 0))
+        if k > 0 and at_ns - sample_ns[k - 1] <= BLAME_LAG_NS:
+            stalled = max(stalled, lags[k - 1])
+        return max(stalled, 0)
 
     def _client_was_behind(self, at_ns: int) -> bool:
         # The read at `at_ns` lies between two wake-ups; either one lagging (or

@@ -213,3 +213,35 @@ async def test_many_workers_start_in_waves_so_ready_tasks_run_between(
     assert gaps
     assert max(gaps) <= 2 * START_WAVE  # (trio may run a round in reverse order)
     assert max(started_when_ready_task_ran) == 10 * START_WAVE
+
+
+async def test_the_waves_open_every_models_streams_side_by_side(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    target = FakeTarget(latency_s=1.0)
+    plan = LoadPlan(["a", "b"], concurrency=4 * START_WAVE, requests=4 * START_WAVE)
+    await runner_for(target, plan).run()
+    first_round = [ticket.model for _, ticket in target.starts[: 8 * START_WAVE]]
+    ahead = [
+        abs(first_round[:n].count("a") - first_round[:n].count("b"))
+        for n in range(1, len(first_round) + 1)
+    ]
+    # Slot by slot (trio may run a round in reverse order): neither model gets more
+    # than a few starts ahead, where model by model one would be 64 ahead.
+    assert max(ahead) <= START_WAVE // 2
+
+
+async def test_a_stop_while_the_waves_start_starts_no_more_workers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    target = FakeTarget(latency_s=1.0)
+    runner = runner_for(target, LoadPlan(["m"], concurrency=10 * START_WAVE, requests=None))
+
+    async def stop_early() -> None:
+        while len(target.starts) < START_WAVE:
+            await trio.sleep(0)
+        runner.stop("cost limit reached")
+
+    state = await runner.run(background=[stop_early])
+    assert state.stop_reason == "cost limit reached"
+    assert START_WAVE <= len(target.starts) <= 3 * START_WAVE
