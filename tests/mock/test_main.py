@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
 import httpx
 import orjson
+import pytest
 
 
 def start_child(config_json: str) -> subprocess.Popen[bytes]:
@@ -24,8 +26,9 @@ def close_pipes(child: subprocess.Popen[bytes]) -> None:
             pipe.close()
 
 
-def test_it_prints_one_listening_line_serves_and_exits_cleanly_on_sigterm() -> None:
-    child = start_child(orjson.dumps({"output_tokens": 2}).decode())
+@pytest.mark.parametrize("engine", ["hypercorn", "lean"])
+def test_it_prints_one_listening_line_serves_and_exits_cleanly_on_sigterm(engine: str) -> None:
+    child = start_child(orjson.dumps({"output_tokens": 2, "engine": engine}).decode())
     assert child.stdout is not None
     word, port = child.stdout.readline().decode().split()
     assert word == "LISTENING"
@@ -39,8 +42,9 @@ def test_it_prints_one_listening_line_serves_and_exits_cleanly_on_sigterm() -> N
     close_pipes(child)
 
 
-def test_it_exits_when_its_stdin_pipe_closes_so_it_never_outlives_its_parent() -> None:
-    child = start_child("{}")
+@pytest.mark.parametrize("engine", ["hypercorn", "lean"])
+def test_it_exits_when_its_stdin_pipe_closes_so_it_never_outlives_its_parent(engine: str) -> None:
+    child = start_child(orjson.dumps({"engine": engine}).decode())
     assert child.stdout is not None
     assert child.stdin is not None
     assert child.stdout.readline().startswith(b"LISTENING ")
@@ -68,3 +72,22 @@ def test_an_unknown_option_or_a_bad_descriptor_exits_2_with_the_usage_line() -> 
         assert child.returncode == 2, extra
         assert stdout == b""
         assert b"usage: python -m onybench.mock" in stderr
+
+
+def test_onybench_mock_serves_on_the_lean_engine_until_ctrl_c() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "onybench", "mock", "--engine", "lean", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stderr is not None
+    line = child.stderr.readline().decode()
+    assert "lean engine" in line
+    base_url = line.split()[-4]  # "... listening on http://127.0.0.1:PORT/v1 (Ctrl-C to stop)"
+    body = {"model": "m", "messages": [{"role": "user", "content": "a"}], "max_tokens": 2}
+    response = httpx.post(f"{base_url}/chat/completions", json={**body, "stream": True})
+    assert response.status_code == 200
+    assert response.content.endswith(b"data: [DONE]\n\n")
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=10) == 130
+    close_pipes(child)
