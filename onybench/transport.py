@@ -237,7 +237,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
     ) -> tuple[_Connection, int]:
         """Open a connection to `origin`; return it with its set-up time in ns."""
         scheme, raw_host, port = origin
-        host = raw_host.decode("ascii")
+        host = _socket_host(raw_host)
         started_ns = time.perf_counter_ns()
         deadline = _NO_DEADLINE if timeout is None else trio.current_time() + timeout
         try:
@@ -290,6 +290,12 @@ async def _open_tcp(host: str, port: int) -> trio.SocketStream:
         sock.close()
         raise
     return trio.SocketStream(sock)
+
+
+def _socket_host(raw_host: bytes) -> str:
+    """The URL's host as the socket layer takes it: an IPv6 zone is written ``%25`` in a
+    URL (RFC 6874, ``http://[fe80::1%25eth0]:8000``) and ``%`` to getaddrinfo."""
+    return raw_host.decode("ascii").replace("%25", "%", 1)
 
 
 @functools.lru_cache(maxsize=64)

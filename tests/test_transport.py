@@ -32,7 +32,7 @@ import httpx
 import pytest
 import trio
 
-from onybench.transport import BODY_READ_TIMEOUT, LeanTransport, _ip_family
+from onybench.transport import BODY_READ_TIMEOUT, LeanTransport, _ip_family, _socket_host
 
 # A self-signed certificate for IP 127.0.0.1, valid 2000-2100, so https tests need no
 # network and no certificate tooling.
@@ -985,3 +985,11 @@ async def test_an_ip_address_is_connected_directly_and_a_name_through_trio() -> 
 )
 def test_only_ip_literals_skip_the_name_lookup(host: str, family: int | None) -> None:
     assert _ip_family(host) == family
+
+
+def test_an_ipv6_zone_written_as_in_a_url_reaches_the_socket_layer_as_getaddrinfo_wants() -> None:
+    raw_host = httpx.URL("http://[fe80::1%25eth0]:8000/v1").raw_host
+    assert _socket_host(raw_host) == "fe80::1%eth0"
+    assert _ip_family(_socket_host(raw_host)) == trio.socket.AF_INET6
+    assert _socket_host(b"127.0.0.1") == "127.0.0.1"
+    assert _socket_host(b"api.onysoft.com") == "api.onysoft.com"
