@@ -42,6 +42,7 @@ from onybench.mock.plan import (
     parse_request,
     plan_response,
 )
+from onybench.mock.routes import Refusal, invalid_request, refused_fields, route
 from onybench.mock.sendlog import SendLog, SendRecord
 from onybench.mock.slots import BatchSlots, ChunkSchedule
 
@@ -49,13 +50,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
-
-# path -> (method, completion kind, or None for the model list)
-_ROUTES: Final[dict[str, tuple[str, Kind | None]]] = {
-    "/v1/chat/completions": ("POST", "chat"),
-    "/v1/completions": ("POST", "text"),
-    "/v1/models": ("GET", None),
-}
 
 _SSE_HEADERS: Final[Headers] = [
     (b"content-type", b"text/event-stream"),
@@ -96,34 +90,18 @@ class MockApp:
     async def _answer(
         self, scope: Message, receive: Receive, exchange: _Exchange, received: float
     ) -> None:
-        route = _ROUTES.get(scope["path"])
-        if route is None:
-            await exchange.error(404, f"No route {scope['path']}.", "invalid_request_error", None)
-            return
-        method, kind = route
-        if scope["method"] != method:
-            await exchange.error(
-                405,
-                f"{scope['path']} accepts {method} only.",
-                "invalid_request_error",
-                None,
-                [(b"allow", method.encode())],
-            )
-        elif not self._authorized(scope["headers"]):
-            await exchange.error(
-                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
-            )
-        elif kind is None:
+        answer = route(
+            scope["path"],
+            scope["method"],
+            (value for name, value in scope["headers"] if name == b"authorization"),
+            self._config.require_api_key,
+        )
+        if isinstance(answer, Refusal):
+            await exchange.refuse(answer)
+        elif answer is None:
             await exchange.json(200, models_body())
         else:
-            await self._complete(kind, receive, exchange, received)
-
-    def _authorized(self, headers: Headers) -> bool:
-        key = self._config.require_api_key
-        if key is None:
-            return True
-        expected = b"Bearer " + key.encode()
-        return any(name == b"authorization" and value == expected for name, value in headers)
+            await self._complete(answer, receive, exchange, received)
 
     async def _complete(
         self, kind: Kind, receive: Receive, exchange: _Exchange, received: float
@@ -135,16 +113,12 @@ class MockApp:
         try:
             request = parse_request(kind, body)
         except BadRequest as error:
-            await exchange.error(400, str(error), "invalid_request_error", None)
+            await exchange.refuse(invalid_request(400, str(error)))
             return
         dialect = self._config.profile
-        if dialect.strict_fields and request.unknown_fields:
-            await exchange.error(
-                400,
-                f"Unrecognized request argument supplied: {', '.join(request.unknown_fields)}",
-                "invalid_request_error",
-                None,
-            )
+        unknown = refused_fields(request, dialect)
+        if unknown is not None:
+            await exchange.refuse(unknown)
             return
         cache_hit = self._config.prompt_cache and request.prompt_key in self._prompt_cache
         plan = plan_response(self._config, request, next(self._arrivals), cache_hit=cache_hit)
@@ -355,6 +329,9 @@ class _Exchange:
         self.finished = True
         await self._send({"type": "http.response.body", "body": body, "more_body": False})
         self.end_ns = time.perf_counter_ns()
+
+    async def refuse(self, refusal: Refusal) -> None:
+        await self.json(refusal.status, refusal.body, list(refusal.headers))
 
     async def error(
         self,

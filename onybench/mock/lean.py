@@ -45,15 +45,11 @@ from types import FrameType
 from typing import Final
 
 from onybench.mock.config import MockConfig
-from onybench.mock.encode import ResponseEncoder, error_body, models_body, sse
+from onybench.mock.encode import ResponseEncoder, models_body, sse
 from onybench.mock.plan import BadRequest, Kind, parse_request, plan_response
+from onybench.mock.routes import Refusal, invalid_request, refused_fields, route
 from onybench.mock.sendlog import SendLog, SendRecord
 
-_ROUTES: Final[dict[bytes, tuple[bytes, Kind | None]]] = {
-    b"/v1/chat/completions": (b"POST", "chat"),
-    b"/v1/completions": (b"POST", "text"),
-    b"/v1/models": (b"GET", None),
-}
 _REASONS: Final[dict[int, bytes]] = {
     200: b"OK",
     400: b"Bad Request",
@@ -316,24 +312,19 @@ class LeanServer:
         path = target.partition(b"?")[0]
         response = _Response("req_" + os.urandom(12).hex(), path.decode("latin-1"), received_ns)
         connection.response = response
-        route = _ROUTES.get(path)
-        key = self._config.require_api_key
-        if route is None:
-            self._error(connection, 404, f"No route {response.path}.")
-        elif method != route[0]:
-            allowed = route[0].decode()
-            self._error(
-                connection,
-                405,
-                f"{response.path} accepts {allowed} only.",
-                extra_headers=b"allow: %b\r\n" % route[0],
-            )
-        elif key is not None and headers.get(b"authorization") != b"Bearer " + key.encode():
-            self._error(connection, 401, "Incorrect API key provided.", code="invalid_api_key")
-        elif route[1] is None:
+        authorization = headers.get(b"authorization")
+        answer = route(
+            response.path,
+            method.decode("latin-1"),
+            () if authorization is None else (authorization,),
+            self._config.require_api_key,
+        )
+        if isinstance(answer, Refusal):
+            self._send_refusal(connection, answer)
+        elif answer is None:
             self._send_whole(connection, 200, models_body())
         else:
-            self._complete(connection, response, route[1], body)
+            self._complete(connection, response, answer, body)
 
     def _complete(
         self, connection: _Connection, response: _Response, kind: Kind, body: bytes
@@ -342,12 +333,12 @@ class LeanServer:
         try:
             request = parse_request(kind, body)
         except BadRequest as error:
-            self._error(connection, 400, str(error))
+            self._send_refusal(connection, invalid_request(400, str(error)))
             return
         dialect = config.profile
-        if dialect.strict_fields and request.unknown_fields:
-            fields = ", ".join(request.unknown_fields)
-            self._error(connection, 400, f"Unrecognized request argument supplied: {fields}")
+        refusal = refused_fields(request, dialect)
+        if refusal is not None:
+            self._send_refusal(connection, refusal)
             return
         plan = plan_response(config, request, next(self._arrivals))
         response.model = request.model
@@ -436,17 +427,9 @@ class LeanServer:
         self._write(connection, self._head(status, response, headers, connection) + body)
         self._written(connection, response)
 
-    def _error(
-        self,
-        connection: _Connection,
-        status: int,
-        message: str,
-        *,
-        code: str | None = None,
-        extra_headers: bytes = b"",
-    ) -> None:
-        error_type = "invalid_request_error"
-        self._send_whole(connection, status, error_body(message, error_type, code), extra_headers)
+    def _send_refusal(self, connection: _Connection, refusal: Refusal) -> None:
+        headers = b"".join(b"%b: %b\r\n" % header for header in refusal.headers)
+        self._send_whole(connection, refusal.status, refusal.body, headers)
 
     def _refuse(self, connection: _Connection, status: int) -> None:
         """A request that cannot even be read: a bare error, then the close (as h11
