@@ -1,4 +1,4 @@
-"""RecordFolder: each record folded exactly once, one per scheduler round, even when cancelled."""
+"""RecordFolder: each record folded exactly once, when the loop is idle, even when cancelled."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import gc
 import random
 from collections import Counter
 from collections.abc import Callable
-from itertools import pairwise
 
 import pytest
 import trio
@@ -14,7 +13,7 @@ import trio.testing
 
 from onybench.client import PendingRecord
 from onybench.load.collector import YOUNG_THRESHOLD, run_collector
-from onybench.load.folding import Measure, RecordFolder
+from onybench.load.folding import IDLE_WAIT_S, Measure, RecordFolder
 from onybench.metrics.record import RequestRecord
 from onybench.metrics.summary import summarize
 
@@ -73,40 +72,81 @@ async def test_every_record_reaches_the_sink_once_and_before_its_task_goes_on() 
     assert seen_by_own_task == [True] * 200
 
 
-async def test_records_are_folded_one_per_scheduler_round() -> None:
-    # 100 streams end in the same round; a reader that checkpoints in a loop (the other
-    # streams' reads) runs between any two folds, never behind a pile of them.
+def handed_over_at_once(index: int) -> Measure:
+    async def measure(hand_over: Callable[[PendingRecord], None]) -> None:
+        hand_over(lambda: make_record(index))
+
+    return measure
+
+
+async def test_records_wait_until_no_other_task_is_runnable(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # 100 streams end in the same round while other streams' reads keep the loop busy
+    # (a reader checkpointing 300 times): every fold waits until the reads are done.
+    # On the mock clock no time passes while the loop is busy, so none is overdue.
     folder = RecordFolder()
-    folded: list[int] = []
-    observed: list[int] = []
-    done = trio.Event()
+    folded_after_turns: list[int] = []
+    turns = 0
 
     async def reader() -> None:
-        while not done.is_set():
-            observed.append(len(folded))
+        nonlocal turns
+        for _ in range(300):
+            turns += 1
             await trio.lowlevel.checkpoint()
-
-    async def request(index: int) -> None:
-        async def measure(hand_over: Callable[[PendingRecord], None]) -> None:
-            hand_over(lambda: make_record(index))
-
-        await folder.fold_when_measured(measure, lambda r: folded.append(r.index))
 
     async with trio.open_nursery() as nursery:
         await nursery.start(folder.run)
         nursery.start_soon(reader)
         async with trio.open_nursery() as requests:
             for index in range(100):
-                requests.start_soon(request, index)
+                requests.start_soon(
+                    folder.fold_when_measured,
+                    handed_over_at_once(index),
+                    lambda r: folded_after_turns.append(turns),
+                )
+        folder.close()
+
+    assert folded_after_turns == [300] * 100
+
+
+async def test_a_loop_never_idle_folds_each_record_once_overdue_one_per_round(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # An overloaded client: its loop is never idle. A record is folded once it has
+    # waited IDLE_WAIT_S, and then one per scheduler round, the reads running between.
+    folder = RecordFolder()
+    folded: list[tuple[int, float]] = []  # (reader turns so far, trio time)
+    turns = 0
+    done = trio.Event()
+
+    async def reader() -> None:
+        nonlocal turns
+        while not done.is_set():
+            turns += 1
+            autojump_clock.jump(0.001)  # each round takes 1 ms
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(folder.run)
+        nursery.start_soon(reader)
+        handed_at = trio.current_time()
+        async with trio.open_nursery() as requests:
+            for index in range(100):
+                requests.start_soon(
+                    folder.fold_when_measured,
+                    handed_over_at_once(index),
+                    lambda r: folded.append((turns, trio.current_time())),
+                )
         done.set()
         folder.close()
 
     assert len(folded) == 100
-    steps = [b - a for a, b in pairwise(observed)]
+    assert min(at for _, at in folded) >= handed_at + IDLE_WAIT_S
     # Within one round the folder may run before or after the reader: at most two
-    # folds between two of the reader's turns, and 100 folds took 50 turns or more.
-    assert max(steps) <= 2
-    assert len(observed) >= 50
+    # folds between two of the reader's turns, and no more than one round a fold.
+    assert max(Counter(turn for turn, _ in folded).values()) <= 2
+    assert folded[-1][0] - folded[0][0] in range(49, 102)
 
 
 async def test_records_queued_when_the_run_is_cancelled_are_folded_all_the_same() -> None:
