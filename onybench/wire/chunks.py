@@ -156,6 +156,65 @@ def plain_content(data: str) -> str | None:
     return content if type(content) is str and content else None
 
 
+class ContentTemplate:
+    """Reads `plain_content` from chunks of one known shape by slicing, without JSON.
+
+    A stream's content chunks, as a rule, differ only in their text: the same id, model
+    and envelope around ``"content":"<text>"``. Learnt from one chunk that `plain_content`
+    read, the template is the text before and after that string's value. A later chunk
+    that starts and ends with them and has between them a text that needs no JSON escape
+    (no quote, backslash or control character) is the same JSON object with another
+    text, so `plain_content` would return that text; any other chunk gets None, and the
+    caller asks `plain_content`. Learning proves the cut is right: the template around a
+    probe text must read back as the probe (tests hold `content` to `plain_content`).
+    """
+
+    __slots__ = ("_prefix", "_shortest", "_suffix")
+
+    def __init__(self, prefix: str, suffix: str) -> None:
+        self._prefix = prefix
+        self._suffix = suffix
+        self._shortest = len(prefix) + len(suffix) + 1
+
+    @classmethod
+    def learn(cls, data: str, content: str) -> ContentTemplate | None:
+        """The template of `data`, whose `plain_content` is `content`; None when the text
+        is escaped in the JSON (so cannot be found as it is) or the cut does not prove out."""
+        if not _unescaped_in_json(content):
+            return None
+        quoted = f'"{content}"'
+        at = data.rfind(quoted)
+        if at < 0:
+            return None
+        prefix, suffix = data[: at + 1], data[at + len(quoted) - 1 :]
+        if (
+            _PROBE in prefix
+            or _PROBE in suffix
+            or plain_content(prefix + _PROBE + suffix) != _PROBE
+        ):
+            return None
+        return cls(prefix, suffix)
+
+    def content(self, data: str) -> str | None:
+        """`plain_content(data)` when `data` has this shape; None when it has not."""
+        prefix, suffix = self._prefix, self._suffix
+        if len(data) < self._shortest or not data.startswith(prefix) or not data.endswith(suffix):
+            return None
+        text = data[len(prefix) : len(data) - len(suffix)]
+        return text if _unescaped_in_json(text) else None
+
+
+def _unescaped_in_json(text: str) -> bool:
+    """Whether `text` is written as it is inside a JSON string: no quote, no backslash,
+    and printable, which leaves out control characters and lone surrogates (and a few
+    more characters, which only cost the slow path)."""
+    return '"' not in text and "\\" not in text and text.isprintable()
+
+
+# A text that no real chunk holds: it proves a template's cut (see ContentTemplate.learn).
+_PROBE = "onybench template probe 7f3a"
+
+
 def carries_token(data: str) -> bool:
     """Whether the payload holds a content, reasoning or tool-call delta: a token."""
     return any(

@@ -12,6 +12,7 @@ from itertools import pairwise
 
 from onybench.wire.chunks import (
     ContentDelta,
+    ContentTemplate,
     Cost,
     Done,
     FinishReason,
@@ -25,6 +26,11 @@ from onybench.wire.chunks import (
     plain_content,
     response_id,
 )
+
+# Templates learnt per stream at most: a server that varies a field after the text in
+# every chunk (OpenAI's `obfuscation`, the benchmark mock's `x_sent_ns`) defeats them,
+# and then each further attempt would only add a JSON decode.
+_LEARNING_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +91,20 @@ def assemble(timed_data: Sequence[tuple[int, str]], *, closed_cleanly: bool) -> 
     # Running completion_tokens seen in token-bearing chunks (continuous usage).
     running: list[int | None] = []
 
+    # The shape of this stream's content chunks, once one has been read: the rest are
+    # then read by slicing (~0.3 µs) instead of JSON (~3 µs).
+    template: ContentTemplate | None = None
+    learning = _LEARNING_ATTEMPTS
     for arrival_ns, data in timed_data:
         if done:
             break
         events += 1
-        content = plain_content(data)
+        content = template.content(data) if template is not None else None
+        if content is None:
+            content = plain_content(data)
+            if content is not None and learning:
+                learning -= 1
+                template = ContentTemplate.learn(data, content) or template
         if content is not None:
             # Most chunks: one token, nothing else; no event objects to build and sort.
             token_times.append(arrival_ns)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onybench.wire import stream
-from onybench.wire.chunks import ContentDelta, Cost, interpret, plain_content
+from onybench.wire.chunks import ContentDelta, ContentTemplate, Cost, interpret, plain_content
 from onybench.wire.stream import assemble
 
 
@@ -252,6 +252,85 @@ def test_the_fast_path_summarises_any_stream_exactly_as_the_general_path(
 ) -> None:
     times = accumulate(gap for gap, _ in steps)
     timed = [(at, data) for at, (_, data) in zip(times, steps, strict=True)]
+    fast = assemble(timed, closed_cleanly=closed_cleanly)
+    with mock.patch.object(stream, "plain_content", _general_path_only):
+        general = assemble(timed, closed_cleanly=closed_cleanly)
+    assert fast == general
+
+
+def _with_text(chunk: dict[str, Any], text: str) -> str:
+    """`chunk` as JSON, its first choice's content replaced by `text`."""
+    choice = chunk["choices"][0]
+    return orjson.dumps(
+        {**chunk, "choices": [{**choice, "delta": {**choice["delta"], "content": text}}]}
+    ).decode()
+
+
+# Texts a template may meet: plain ones, and ones JSON escapes (quotes, backslashes,
+# control characters, unicode beyond the BMP, the probe itself).
+_ANY_TEXT = st.one_of(
+    _TEXT,
+    st.text(max_size=8),
+    st.sampled_from(['a"b', "a\\b", "\n", "tab\t", "é😀", "onybench template probe 7f3a", ""]),
+)
+
+
+@settings(max_examples=300)
+@given(_PLAIN, _ANY_TEXT, st.text(max_size=8))
+def test_a_template_reads_any_chunk_exactly_as_plain_content(
+    base: dict[str, Any], text: str, raw: str
+) -> None:
+    data = orjson.dumps(base).decode()
+    content = plain_content(data)
+    template = ContentTemplate.learn(data, content) if content is not None else None
+    if template is None:
+        return
+    # A chunk of the same shape with another text, as a server writes it...
+    same_shape = _with_text(base, text)
+    got = template.content(same_shape)
+    assert got is None or got == plain_content(same_shape)
+    if text and '"' not in text and "\\" not in text and text.isprintable():
+        assert got == text
+    # ...and the template's ends around any characters at all, JSON or not.
+    prefix, suffix = template._prefix, template._suffix
+    spliced = prefix + raw + suffix
+    got = template.content(spliced)
+    assert got is None or got == plain_content(spliced)
+
+
+def test_a_template_is_learnt_only_where_its_cut_proves_out() -> None:
+    tok = chat("tok")
+    template = ContentTemplate.learn(tok, "tok")
+    assert template is not None
+    assert template.content(chat("next")) == "next"
+    # The last "x" in the chunk is the model's, not the content's: no template.
+    misleading = '{"choices":[{"delta":{"content":"x"}}],"model":"x"}'
+    assert plain_content(misleading) == "x"
+    assert ContentTemplate.learn(misleading, "x") is None
+    # Escaped in the JSON: cannot be found as it is.
+    assert ContentTemplate.learn(chat('say "hi"'), 'say "hi"') is None
+    # Chunks of another shape or text JSON would escape go back to plain_content.
+    assert template.content(chat("tok", "stop")) is None
+    assert template.content(chat("a\nb")) is None
+    assert template.content(chat("")) is None
+
+
+@settings(max_examples=300)
+@given(
+    _PLAIN,
+    st.lists(st.tuples(st.integers(0, 5), st.one_of(_ANY_TEXT, _PAYLOAD)), max_size=30),
+    st.booleans(),
+)
+def test_a_stream_read_through_templates_summarises_as_the_general_path(
+    base: dict[str, Any], steps: list[tuple[int, str]], closed_cleanly: bool
+) -> None:
+    # Most of the stream shares one shape (texts), with other payloads among them.
+    payloads = [
+        text if text.startswith(("{", "[", '"', " ")) else _with_text(base, text)
+        for _, text in steps
+    ]
+    times = accumulate(gap for gap, _ in steps)
+    timed = list(zip(times, payloads, strict=True))
     fast = assemble(timed, closed_cleanly=closed_cleanly)
     with mock.patch.object(stream, "plain_content", _general_path_only):
         general = assemble(timed, closed_cleanly=closed_cleanly)
