@@ -40,16 +40,18 @@ import select
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Literal, NoReturn
 
 import h11
 import httpx
+import outcome
 import trio
 
+from onybench.reactor import Reactor, reactor_available
 from onybench.wire.chunked_body import ChunkedBodyDecoder, ChunkedBodyError
 
-__all__ = ["BODY_READ_TIMEOUT", "LeanTransport"]
+__all__ = ["BODY_READ_TIMEOUT", "LeanTransport", "pump"]
 
 # A request extension: the read timeout for the body alone (seconds, or None for none),
 # for a caller that bounds the body's silences itself; the head keeps the read timeout.
@@ -109,6 +111,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         # that closes after every response costs one lost request, not one per stream.
         self._keeps_alive: set[_Origin] = set()
         self._probing: set[_Origin] = set()
+        # Reads the plain-TCP chunked bodies that `pump` is asked for (Linux; see reactor.py).
+        self._reactor = Reactor() if reactor_available() else None
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -194,6 +198,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         for connections in idle.values():
             for conn in connections:
                 conn.close()
+        if self._reactor is not None:
+            self._reactor.close()
 
     def _checkout(self, origin: _Origin) -> _Connection | None:
         """An idle connection to `origin` the server has not closed, or None."""
@@ -270,6 +276,22 @@ class LeanTransport(httpx.AsyncBaseTransport):
             _raise_mapped(exc, "connect", request)
         connect_ns = time.perf_counter_ns() - started_ns
         return _Connection(stream, tcp_stream.socket, origin), connect_ns
+
+
+async def pump(stream: httpx.AsyncByteStream, on_data: Callable[[bytes], None]) -> None:
+    """Read a response body to its end, calling `on_data` with each read's bytes.
+
+    For a consumer with nothing to do between reads but take the bytes (the client
+    stamps and splits them): a plain-TCP chunked body of `LeanTransport` is then read by
+    the transport's reactor, with no task wake-up per read; any other stream is iterated.
+    `on_data` runs synchronously right after the read; what it raises ends the body (the
+    connection is closed) and is raised here as it is. Transport errors are httpx's.
+    """
+    if isinstance(stream, _Body):
+        await stream.pump(on_data)
+        return
+    async for data in stream:
+        on_data(data)
 
 
 async def _open_tcp(host: str, port: int) -> trio.SocketStream:
@@ -390,6 +412,21 @@ class _Body(httpx.AsyncByteStream):
         """The body bytes of the next read(s), never empty; None at the end (released)."""
         raise NotImplementedError
 
+    async def pump(self, on_data: Callable[[bytes], None]) -> None:
+        """See the module's `pump`: here, by iteration."""
+        async for data in self:
+            try:
+                on_data(data)
+            except BaseException:
+                self._close()
+                raise
+
+    def _close(self) -> None:
+        """Close the connection of a body that will not be read to its end."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
     def _finish(self, conn: _Connection, reusable: bool) -> None:
         self._conn = None
         self._transport._release(conn, reusable)
@@ -476,6 +513,10 @@ class _ChunkedBody(_Body):
         # ``Connection: close`` (or HTTP/1.0), and leaves it at SEND_BODY when the
         # server answered before our request was complete.
         self._keep_alive = conn.h11.our_state is h11.DONE and not at_eof
+        # While the reactor reads this body (`pump`): who reads it, the consumer, and
+        # the task that sleeps until the body ends.
+        self._watch: tuple[Reactor, int, trio.lowlevel.Task] | None = None
+        self._on_data: Callable[[bytes], None] = _ignore
 
     async def _next_data(self, conn: _Connection) -> bytes | None:
         decoder = self._decoder
@@ -483,6 +524,7 @@ class _ChunkedBody(_Body):
         while True:
             if self._early:
                 data, self._early = self._early, b""
+                body = decoder.feed(data)
             else:
                 received: bytes | bytearray
                 fd = conn.plain_fd
@@ -496,18 +538,85 @@ class _ChunkedBody(_Body):
                         continue  # woken with nothing to read after all
                 else:
                     received = await _receive_some(conn, self._read_timeout)
-                if not received:
-                    raise ChunkedBodyError(
-                        "incomplete body: server closed the connection mid-response"
-                    )
-                # Every consumer expects bytes; a TLS read may be a bytearray.
-                data = received if type(received) is bytes else bytes(received)
-            body = decoder.feed(data)
+                body = self._decode(received)
             if decoder.done:
                 self._end(conn)
                 return body or None
             if body:
                 return body
+
+    def _decode(self, received: bytes | bytearray) -> bytes:
+        """The body bytes that one socket read completes (b"" at EOF is an error)."""
+        if not received:
+            raise ChunkedBodyError("incomplete body: server closed the connection mid-response")
+        # Every consumer expects bytes; a TLS read may be a bytearray.
+        return self._decoder.feed(received if type(received) is bytes else bytes(received))
+
+    async def pump(self, on_data: Callable[[bytes], None]) -> None:
+        """See the module's `pump`: a plain-TCP body with no read timeout is read by the
+        transport's reactor, which calls `_readable` when the socket has bytes."""
+        conn = self._conn
+        reactor = self._transport._reactor
+        if conn is None or conn.plain_fd is None or self._read_timeout is not None or not reactor:
+            await super().pump(on_data)
+            return
+        fd = conn.plain_fd
+        decoder = self._decoder
+        try:
+            if self._early:  # the body's first bytes, read with the head
+                data, self._early = self._early, b""
+                body = decoder.feed(data)
+                if body:
+                    on_data(body)
+            if not decoder.done:
+                decoder.raise_if_failed()
+                self._watch = (reactor, fd, trio.lowlevel.current_task())
+                self._on_data = on_data
+                reactor.watch(fd, self._readable)
+
+                def unwatch(_: object) -> trio.lowlevel.Abort:
+                    reactor.unwatch(fd)  # cancelled (a timeout, the run ending)
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                await trio.lowlevel.wait_task_rescheduled(unwatch)
+        except (ChunkedBodyError, OSError) as exc:
+            self._close()
+            _raise_mapped(exc, "read", self._request)
+        except BaseException:
+            self._close()
+            raise
+        self._end(conn)
+
+    def _readable(self) -> None:
+        """The reactor's callback: read, decode, hand on; wake the body's task at the end.
+
+        Never raises: an error goes to the body's task, which closes the connection."""
+        assert self._watch is not None
+        try:
+            body = self._decode(os.read(self._watch[1], _READ_SIZE))
+        except BlockingIOError:
+            return  # reported readable, nothing to read after all
+        except Exception as exc:
+            self._wake(exc)
+            return
+        try:
+            if body:
+                self._on_data(body)
+            if self._decoder.done:
+                self._wake(None)
+            else:
+                self._decoder.raise_if_failed()  # bad framing after the bytes handed on
+        except Exception as exc:
+            self._wake(exc)
+
+    def _wake(self, error: Exception | None) -> None:
+        assert self._watch is not None
+        reactor, fd, task = self._watch
+        reactor.unwatch(fd)
+        self._on_data = _ignore  # the consumer's closure, no longer needed here
+        trio.lowlevel.reschedule(
+            task, outcome.Value(None) if error is None else outcome.Error(error)
+        )
 
     async def aclose(self) -> None:
         """Pool the connection if the whole body came with the head, else close it."""
@@ -530,6 +639,10 @@ class _ChunkedBody(_Body):
         if reusable:
             conn.h11 = h11.Connection(our_role=h11.CLIENT)
         self._finish(conn, reusable)
+
+
+def _ignore(data: bytes) -> None:
+    """No consumer (yet, or any more)."""
 
 
 def _is_chunked(request: httpx.Request, head: h11.Response) -> bool:

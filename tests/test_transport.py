@@ -32,7 +32,7 @@ import httpx
 import pytest
 import trio
 
-from onybench.transport import BODY_READ_TIMEOUT, LeanTransport, _ip_family, _socket_host
+from onybench.transport import BODY_READ_TIMEOUT, LeanTransport, _ip_family, _socket_host, pump
 
 # A self-signed certificate for IP 127.0.0.1, valid 2000-2100, so https tests need no
 # network and no certificate tooling.
@@ -993,3 +993,205 @@ def test_an_ipv6_zone_written_as_in_a_url_reaches_the_socket_layer_as_getaddrinf
     assert _ip_family(_socket_host(raw_host)) == trio.socket.AF_INET6
     assert _socket_host(b"127.0.0.1") == "127.0.0.1"
     assert _socket_host(b"api.onysoft.com") == "api.onysoft.com"
+
+
+# --- (c) pump: bodies read by the transport's reactor, without a task wake-up per read ----
+
+
+def watched(transport: LeanTransport) -> int:
+    """How many sockets the transport's reactor watches right now."""
+    assert transport._reactor is not None
+    return len(transport._reactor._watchers)
+
+
+async def pumped(transport: LeanTransport, response: httpx.Response) -> list[bytes]:
+    """What `pump` hands on, noting that the reactor was watching the socket meanwhile."""
+    assert isinstance(response.stream, httpx.AsyncByteStream)
+    received: list[bytes] = []
+
+    def on_data(data: bytes) -> None:
+        assert watched(transport) == 1
+        received.append(data)
+
+    await pump(response.stream, on_data)
+    return received
+
+
+async def test_pump_hands_on_each_server_write_through_the_reactor_and_reuses_the_connection() -> (
+    None
+):
+    async def script(side: ServerSide) -> None:
+        while await side.read_request() is not None:
+            await side.send(sse_head())  # the head alone: every event comes in its own read
+            for event_bytes in SSE_EVENTS:
+                await side.send(h11.Data(data=event_bytes))
+                await trio.sleep(0.01)
+            await side.send(h11.EndOfMessage())
+            side.h11.start_next_cycle()
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        first = await transport.handle_async_request(make_request(server.url(), json={}))
+        first_body = await pumped(transport, first)
+        second = await transport.handle_async_request(make_request(server.url(), json={}))
+        second_body = await pumped(transport, second)
+        await transport.aclose()
+
+    assert first_body == second_body == SSE_EVENTS
+    assert second.extensions["onybench.connect_ns"] is None  # reused after the pumped body
+    assert watched(transport) == 0
+    assert len(server.connections) == 1
+
+
+async def test_pumped_bodies_of_concurrent_streams_each_get_their_own_bytes() -> None:
+    async def script(side: ServerSide) -> None:
+        request = await side.read_request()
+        assert request is not None
+        tag = json.loads(request[1])["tag"].encode()
+        await side.send(sse_head())
+        for n in range(5):
+            await side.send(h11.Data(data=b"data: %s-%d\n\n" % (tag, n)))
+            await trio.sleep(0.002)
+        await side.send(h11.EndOfMessage())
+
+    results: dict[str, list[bytes]] = {}
+    async with serving(script) as server:
+        transport = LeanTransport()
+
+        async def one(tag: str) -> None:
+            response = await transport.handle_async_request(
+                make_request(server.url(), json={"tag": tag})
+            )
+            results[tag] = await pumped_any(response)
+
+        async with trio.open_nursery() as nursery:
+            for tag in ("a", "b", "c", "d"):
+                nursery.start_soon(one, tag)
+        await transport.aclose()
+
+    for tag, chunks in results.items():
+        assert b"".join(chunks) == b"".join(
+            b"data: %s-%d\n\n" % (tag.encode(), n) for n in range(5)
+        )
+    assert watched(transport) == 0
+
+
+async def pumped_any(response: httpx.Response) -> list[bytes]:
+    assert isinstance(response.stream, httpx.AsyncByteStream)
+    received: list[bytes] = []
+    await pump(response.stream, received.append)
+    return received
+
+
+@pytest.mark.parametrize(
+    ("bad_bytes", "message"),
+    [
+        pytest.param(b"", "incomplete body", id="closed-midway"),
+        pytest.param(b"zz\r\n", "malformed chunk size line b'zz", id="malformed"),
+    ],
+)
+async def test_a_bad_pumped_body_raises_remote_protocol_error_after_what_came(
+    bad_bytes: bytes, message: str
+) -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head(), h11.Data(data=SSE_EVENTS[0]))
+        await trio.sleep(0.01)
+        await side.send_raw(bad_bytes)
+        if bad_bytes:
+            await side.wait_until_client_closes()
+        # else: returning closes the socket mid-body
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response = await transport.handle_async_request(make_request(server.url()))
+        received: list[bytes] = []
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        with pytest.raises(httpx.RemoteProtocolError, match=message):
+            await pump(response.stream, received.append)
+        if bad_bytes:  # the server still listens: it sees the client close
+            with trio.fail_after(5):
+                await server.connections[0].closed_by_client.wait()
+        assert not any(transport._idle.values())
+        await response.stream.aclose()
+        await transport.aclose()
+
+    assert received == [SSE_EVENTS[0]]
+    assert watched(transport) == 0
+
+
+async def test_an_error_raised_by_the_pump_consumer_ends_the_body_as_it_is() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head())
+        await side.send(h11.Data(data=SSE_EVENTS[0]))
+        await side.wait_until_client_closes()
+
+    class Refused(Exception):
+        pass
+
+    def refuse(data: bytes) -> None:
+        raise Refused(data)
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response = await transport.handle_async_request(make_request(server.url()))
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        with pytest.raises(Refused):
+            await pump(response.stream, refuse)
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        await transport.aclose()
+
+    assert watched(transport) == 0
+
+
+async def test_cancelling_a_pumped_body_unwatches_its_socket_and_closes_the_connection() -> None:
+    async def script(side: ServerSide) -> None:
+        if side.index == 0:
+            await side.read_request()
+            await side.send(sse_head())
+            await side.send(h11.Data(data=SSE_EVENTS[0]))
+            await side.wait_until_client_closes()
+        else:
+            await serve_ok_until_client_closes(side)
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response = await transport.handle_async_request(make_request(server.url()))
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        received: list[bytes] = []
+        with trio.CancelScope() as scope:
+
+            def on_data(data: bytes) -> None:
+                received.append(data)
+                scope.cancel()  # from the reactor's task, as the client's deadlines do
+
+            await pump(response.stream, on_data)
+        assert watched(transport) == 0
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        after, after_body = await fetch(transport, server.url())
+        await transport.aclose()
+
+    assert scope.cancelled_caught
+    assert received == [SSE_EVENTS[0]]
+    assert after_body == [b"ok"]
+    assert after.extensions["onybench.connect_ns"] is not None
+
+
+async def test_pump_iterates_where_there_is_no_epoll(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("onybench.transport.reactor_available", lambda: False)
+
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head(), *(h11.Data(data=e) for e in SSE_EVENTS), h11.EndOfMessage())
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        assert transport._reactor is None
+        response = await transport.handle_async_request(make_request(server.url()))
+        body = await pumped_any(response)
+        await transport.aclose()
+
+    assert body == [b"".join(SSE_EVENTS)]
