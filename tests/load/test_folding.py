@@ -149,6 +149,57 @@ async def test_a_loop_never_idle_folds_each_record_once_overdue_one_per_round(
     assert folded[-1][0] - folded[0][0] in range(49, 102)
 
 
+async def test_a_task_woken_while_a_record_is_built_runs_before_it_is_folded_in(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Building and folding are two steps: a read that became due during the build
+    # (here: a task woken by it) runs between them.
+    folder = RecordFolder()
+    order: list[str] = []
+    woken = trio.Event()
+
+    async def reader() -> None:
+        await woken.wait()
+        order.append("read")
+
+    def build() -> RequestRecord:
+        order.append("built")
+        woken.set()
+        return make_record(1)
+
+    async def measure(hand_over: Callable[[PendingRecord], None]) -> None:
+        hand_over(build)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(folder.run)
+        nursery.start_soon(reader)
+        await folder.fold_when_measured(measure, lambda r: order.append("folded"))
+        folder.close()
+
+    assert order == ["built", "read", "folded"]
+
+
+async def test_a_record_built_when_the_folder_is_cancelled_is_folded_in_all_the_same(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    folder = RecordFolder()
+    sunk: list[int] = []
+    with trio.CancelScope() as everything:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(folder.run)
+
+            def build() -> RequestRecord:
+                everything.cancel()  # the run is torn down between the two steps
+                return make_record(3)
+
+            async def measure(hand_over: Callable[[PendingRecord], None]) -> None:
+                hand_over(build)
+
+            await folder.fold_when_measured(measure, lambda r: sunk.append(r.index))
+    assert everything.cancelled_caught
+    assert sunk == [3]
+
+
 async def test_records_queued_when_the_run_is_cancelled_are_folded_all_the_same() -> None:
     folder = RecordFolder()
     sunk: Counter[int] = Counter()
