@@ -1,7 +1,8 @@
 """The only module that talks HTTP to the target: httpx on trio, timestamps.
 
 Per chunk the hot path does three things: stamp the arrival with the clock, feed
-the bytes to the SSE decoder, keep `(arrival_ns, data)`. Everything else (JSON,
+the bytes to the SSE decoder, keep `(arrival_ns, data)`. It runs right after each
+socket read, in the transport's reader (`transport.pump`). Everything else (JSON,
 token accounting, classification) happens once, when the stream has ended.
 """
 

@@ -8,6 +8,14 @@ scanning: idle connections wait in a LIFO list per origin.
 
     client = httpx.AsyncClient(transport=LeanTransport())
 
+A body is an ``httpx.AsyncByteStream``: iterate it as usual, or hand it to `pump` with a
+callback for each read. Pumped, a plain-TCP chunked body with no read timeout of its own
+(the client's: ``BODY_READ_TIMEOUT`` None) is read by the transport's reactor
+(`onybench/reactor.py`, Linux's epoll): its socket stays registered in one epoll set that
+one task reads, and the callback runs right after each read, so a read costs no task
+wake-up (which is most of what a read costs in trio). Its task sleeps until the body
+ends, fails, or is cancelled; what the callback raises ends the body.
+
 What it does not do, on purpose:
 - HTTP/2, protocol upgrades (101) and CONNECT tunnels: HTTP/1.1 only.
 - Proxies: there is no ``proxy`` argument. (httpx itself ignores ``HTTP(S)_PROXY`` when a
