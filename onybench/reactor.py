@@ -66,6 +66,11 @@ class Reactor:
         if self._closing and not self._watchers:
             self._close_epoll()
 
+    @property
+    def closing(self) -> bool:
+        """Whether `close` was called: no new watches."""
+        return self._closing
+
     def close(self) -> None:
         """Stop the reactor's task and free its epoll set, now or once nothing is watched."""
         self._closing = True
@@ -83,8 +88,13 @@ class Reactor:
         watchers = self._watchers
         poll = epoll.poll
         try:
-            while not epoll.closed:  # closed by a callback's unwatch, after `close`
+            # Closed after `close` by the last unwatch, which may come at any point: before
+            # this task first runs, during a pass, or between a wake-up and the pass (a
+            # cancelled body's abort).
+            while not epoll.closed:
                 await trio.lowlevel.wait_readable(epoll)
+                if epoll.closed:
+                    return
                 # Level-triggered: whatever one pass leaves unread is reported again.
                 for fd, _ in poll(0):
                     on_readable = watchers.get(fd)

@@ -49,7 +49,7 @@ import ssl
 import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import Literal, NoReturn
+from typing import Literal, NoReturn, TypeVar
 
 import h11
 import httpx
@@ -70,6 +70,8 @@ BODY_READ_TIMEOUT = "onybench.body_read_timeout"
 _READ_SIZE = 64 * 1024
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
+
+_T = TypeVar("_T")
 
 # (scheme, host, port): an origin, the unit of connection reuse.
 _Origin = tuple[bytes, bytes, int]
@@ -293,7 +295,8 @@ async def pump(stream: httpx.AsyncByteStream, on_data: Callable[[bytes], None]) 
     stamps and splits them): a plain-TCP chunked body of `LeanTransport` is then read by
     the transport's reactor, with no task wake-up per read; any other stream is iterated.
     `on_data` runs synchronously right after the read; what it raises ends the body (the
-    connection is closed) and is raised here as it is. Transport errors are httpx's.
+    connection is closed) and is raised here as it is; so does a cancellation it makes.
+    Read and framing errors are httpx's.
     """
     if isinstance(stream, _Body):
         await stream.pump(on_data)
@@ -565,7 +568,13 @@ class _ChunkedBody(_Body):
         transport's reactor, which calls `_readable` when the socket has bytes."""
         conn = self._conn
         reactor = self._transport._reactor
-        if conn is None or conn.plain_fd is None or self._read_timeout is not None or not reactor:
+        if (
+            conn is None
+            or conn.plain_fd is None
+            or self._read_timeout is not None
+            or reactor is None
+            or reactor.closing  # the transport was closed: streams still finish, iterated
+        ):
             await super().pump(on_data)
             return
         fd = conn.plain_fd
@@ -573,23 +582,24 @@ class _ChunkedBody(_Body):
         try:
             if self._early:  # the body's first bytes, read with the head
                 data, self._early = self._early, b""
-                body = decoder.feed(data)
+                body = self._mapped(decoder.feed, data)
                 if body:
                     on_data(body)
             if not decoder.done:
-                decoder.raise_if_failed()
+                self._mapped(decoder.raise_if_failed)
                 self._watch = (reactor, fd, trio.lowlevel.current_task())
                 self._on_data = on_data
                 reactor.watch(fd, self._readable)
 
                 def unwatch(_: object) -> trio.lowlevel.Abort:
-                    reactor.unwatch(fd)  # cancelled (a timeout, the run ending)
+                    # Cancelled: a timeout, the run ending, or `on_data` itself (then
+                    # inside `_readable`, whose `_wake` finds `_watch` gone).
+                    self._watch = None
+                    self._on_data = _ignore
+                    reactor.unwatch(fd)
                     return trio.lowlevel.Abort.SUCCEEDED
 
                 await trio.lowlevel.wait_task_rescheduled(unwatch)
-        except (ChunkedBodyError, OSError) as exc:
-            self._close()
-            _raise_mapped(exc, "read", self._request)
         except BaseException:
             self._close()
             raise
@@ -598,10 +608,13 @@ class _ChunkedBody(_Body):
     def _readable(self) -> None:
         """The reactor's callback: read, decode, hand on; wake the body's task at the end.
 
-        Never raises: an error goes to the body's task, which closes the connection."""
-        assert self._watch is not None
+        Never raises: an error goes to the body's task (read and framing errors as
+        httpx's, the consumer's as they are), which closes the connection."""
+        watch = self._watch
+        if watch is None:
+            return
         try:
-            body = self._decode(os.read(self._watch[1], _READ_SIZE))
+            body = self._mapped(self._decode_read, watch[1])
         except BlockingIOError:
             return  # reported readable, nothing to read after all
         except Exception as exc:
@@ -613,18 +626,35 @@ class _ChunkedBody(_Body):
             if self._decoder.done:
                 self._wake(None)
             else:
-                self._decoder.raise_if_failed()  # bad framing after the bytes handed on
+                self._mapped(self._decoder.raise_if_failed)  # bad framing after the bytes
         except Exception as exc:
             self._wake(exc)
 
+    def _decode_read(self, fd: int) -> bytes:
+        return self._decode(os.read(fd, _READ_SIZE))
+
     def _wake(self, error: Exception | None) -> None:
-        assert self._watch is not None
-        reactor, fd, task = self._watch
+        """Stop watching and wake the body's task, unless it was cancelled meanwhile
+        (by `on_data` too: its error, if it raised one as well, gives way)."""
+        watch, self._watch = self._watch, None
+        if watch is None:
+            return
+        reactor, fd, task = watch
         reactor.unwatch(fd)
         self._on_data = _ignore  # the consumer's closure, no longer needed here
         trio.lowlevel.reschedule(
             task, outcome.Value(None) if error is None else outcome.Error(error)
         )
+
+    def _mapped(self, step: Callable[..., _T], *args: object) -> _T:
+        """`step(*args)`, its read and framing errors raised as httpx's (BlockingIOError
+        passes: nothing to read yet)."""
+        try:
+            return step(*args)
+        except BlockingIOError:
+            raise
+        except (ChunkedBodyError, OSError) as exc:
+            _raise_mapped(exc, "read", self._request)
 
     async def aclose(self) -> None:
         """Pool the connection if the whole body came with the head, else close it."""

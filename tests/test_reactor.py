@@ -91,3 +91,25 @@ async def test_closing_stops_the_task_now_or_once_the_last_socket_is_unwatched()
     assert reactor.task.coro.cr_frame is None  # the reading task has returned
     a.close()
     b.close()
+
+
+async def test_an_epoll_closed_between_the_wake_up_and_the_pass_ends_the_task_quietly() -> None:
+    # The transport is closed while a body streams; the body's deadline then fires, and its
+    # abort unwatches the last socket after trio's poll woke the reactor but before it ran.
+    reactor = Reactor()
+    a, b = pair()
+    a.send(b"unread")  # readable from the start: the reactor is woken at once
+    reactor.watch(b.fileno(), lambda: None)
+    reactor.close()
+
+    def unwatch(_: object) -> trio.lowlevel.Abort:
+        reactor.unwatch(b.fileno())
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    with trio.move_on_after(0.05):
+        await trio.lowlevel.wait_task_rescheduled(unwatch)
+    await trio.sleep(0.05)  # the run would have crashed here
+    assert reactor.task is not None
+    assert reactor.task.coro.cr_frame is None
+    a.close()
+    b.close()

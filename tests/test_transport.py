@@ -1022,7 +1022,8 @@ async def test_pump_hands_on_each_server_write_through_the_reactor_and_reuses_th
 ):
     async def script(side: ServerSide) -> None:
         while await side.read_request() is not None:
-            await side.send(sse_head())  # the head alone: every event comes in its own read
+            await side.send(sse_head())
+            await trio.sleep(0.01)  # the head alone: every event comes in its own read
             for event_bytes in SSE_EVENTS:
                 await side.send(h11.Data(data=event_bytes))
                 await trio.sleep(0.01)
@@ -1165,7 +1166,7 @@ async def test_cancelling_a_pumped_body_unwatches_its_socket_and_closes_the_conn
 
             def on_data(data: bytes) -> None:
                 received.append(data)
-                scope.cancel()  # from the reactor's task, as the client's deadlines do
+                scope.cancel()  # from the reactor's task: the wait is aborted at once
 
             await pump(response.stream, on_data)
         assert watched(transport) == 0
@@ -1195,3 +1196,46 @@ async def test_pump_iterates_where_there_is_no_epoll(monkeypatch: pytest.MonkeyP
         await transport.aclose()
 
     assert body == [b"".join(SSE_EVENTS)]
+
+
+async def test_a_pump_consumer_cancelling_on_the_read_that_ends_the_body_is_cancelled() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head())
+        await trio.sleep(0.01)  # the rest comes in one read of its own: last event and end
+        await side.send(h11.Data(data=SSE_EVENTS[2]), h11.EndOfMessage())
+        await side.wait_until_client_closes()
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response = await transport.handle_async_request(make_request(server.url()))
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        with trio.CancelScope() as scope:
+
+            def on_data(data: bytes) -> None:
+                scope.cancel()
+
+            await pump(response.stream, on_data)
+        await trio.sleep(0.01)  # a crash in the reactor's task would end the run here
+        with trio.fail_after(5):
+            await server.connections[0].closed_by_client.wait()
+        await transport.aclose()
+
+    assert scope.cancelled_caught
+    assert watched(transport) == 0
+
+
+async def test_a_body_pumped_after_the_transport_closed_is_still_read() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head())
+        await trio.sleep(0.01)
+        await side.send(h11.Data(data=SSE_EVENTS[0]), h11.EndOfMessage())
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response = await transport.handle_async_request(make_request(server.url()))
+        await transport.aclose()
+        body = await pumped_any(response)
+
+    assert body == [SSE_EVENTS[0]]

@@ -35,6 +35,7 @@ import trio
 from trio.testing import wait_all_tasks_blocked
 
 from onybench.client import PendingRecord, RecordSink
+from onybench.metrics.record import RequestRecord
 
 # Runs one request and hands its pending record to the callback exactly once.
 Measure = Callable[[Callable[[PendingRecord], None]], Awaitable[None]]
@@ -63,17 +64,19 @@ class RecordFolder:
         try:
             async for pending, sink, folded, handed_at in self._receive:
                 overdue_at = handed_at + IDLE_WAIT_S
-                await _idle_or_overdue(overdue_at)
+                record: RequestRecord | None = None
                 try:
+                    # Building and folding are two steps, each in an idle moment of its
+                    # own: half as long a stall for a read that comes meanwhile.
+                    await _idle_or_overdue(overdue_at)
                     record = pending()
-                    try:
-                        # Building and folding are two steps, each in an idle moment of
-                        # its own: half as long a stall for a read that comes meanwhile.
-                        await _idle_or_overdue(overdue_at)
-                    finally:
-                        sink(record)  # cancelled meanwhile too: exactly once
+                    await _idle_or_overdue(overdue_at)
                 finally:
-                    folded.set()
+                    # Cancelled in either wait too: folded exactly once.
+                    try:
+                        sink(record if record is not None else pending())
+                    finally:
+                        folded.set()
         finally:
             # Cancelled (the run is being torn down): what is queued is folded now, and
             # whatever is handed over from here on is folded where it is handed over.

@@ -180,7 +180,8 @@ class ContentTemplate:
     def learn(cls, data: str, content: str) -> ContentTemplate | None:
         """The template of `data`, whose `plain_content` is `content`; None when the text
         is escaped in the JSON (so cannot be found as it is) or the cut does not prove out."""
-        if not _unescaped_in_json(content):
+        # The probe proves nothing where it is the text already.
+        if content == _PROBE or not _unescaped_in_json(content):
             return None
         quoted = f'"{content}"'
         at = data.rfind(quoted)

@@ -200,6 +200,30 @@ async def test_a_record_built_when_the_folder_is_cancelled_is_folded_in_all_the_
     assert sunk == [3]
 
 
+async def test_a_record_waiting_for_an_idle_loop_when_the_folder_is_cancelled_is_folded() -> None:
+    # Taken off the queue, waiting for an idle moment (the loop is busy), then cancelled.
+    folder = RecordFolder()
+    sunk: list[int] = []
+    with trio.CancelScope() as everything:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(folder.run)
+
+            async def busy() -> None:
+                while True:
+                    await trio.lowlevel.checkpoint()
+
+            async def cancel_soon() -> None:
+                for _ in range(5):  # the folder has the record and waits
+                    await trio.lowlevel.checkpoint()
+                everything.cancel()
+
+            nursery.start_soon(busy)
+            nursery.start_soon(cancel_soon)
+            await folder.fold_when_measured(handed_over_at_once(4), lambda r: sunk.append(r.index))
+    assert everything.cancelled_caught
+    assert sunk == [4]
+
+
 async def test_records_queued_when_the_run_is_cancelled_are_folded_all_the_same() -> None:
     folder = RecordFolder()
     sunk: Counter[int] = Counter()

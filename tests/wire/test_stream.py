@@ -307,6 +307,15 @@ def test_a_template_is_learnt_only_where_its_cut_proves_out() -> None:
     misleading = '{"choices":[{"delta":{"content":"x"}}],"model":"x"}'
     assert plain_content(misleading) == "x"
     assert ContentTemplate.learn(misleading, "x") is None
+    # The probe's own text proves no cut (here the text the content path spells with an
+    # escape stands raw in a later field, where the cut would go).
+    probe = "onybench template probe 7f3a"
+    echoed = (
+        '{"choices":[{"delta":{"content":"onybench template probe 7f3\\u0061"}}],'
+        f'"echo":"{probe}"}}'
+    )
+    assert plain_content(echoed) == probe
+    assert ContentTemplate.learn(echoed, probe) is None
     # Escaped in the JSON: cannot be found as it is.
     assert ContentTemplate.learn(chat('say "hi"'), 'say "hi"') is None
     # Chunks of another shape or text JSON would escape go back to plain_content.
