@@ -287,16 +287,18 @@ class StreamingClient:
             timed = attempt.timed_data
             first_wait_s = self._target.first_token_timeout_s
             # Until the first token a deadline of its own; after it, the idle timeout alone.
-            # Only the few events before the first token are decoded here, on arrival.
-            waiting = first_wait_s is not None
+            # And how long the kernel held the first token (the transport says while
+            # asked). Only the few events up to the first token are decoded on arrival.
+            waiting = True
             first = trio.CancelScope(
                 deadline=trio.current_time() + first_wait_s
                 if first_wait_s is not None
                 else math.inf
             )
 
-            def on_data(raw: bytes) -> None:
-                """Each read's bytes, right after the read: stamp, split, keep."""
+            def on_data(raw: bytes, waited_ns: int | None) -> bool:
+                """Each read's bytes, right after the read: stamp, split, keep. Whether
+                the kernel's wait is still wanted: until the first token."""
                 nonlocal moved_at, waiting
                 now = clock()
                 at = trio.current_time()
@@ -309,6 +311,8 @@ class StreamingClient:
                     if waiting and carries_token(event.data):
                         first.deadline = math.inf
                         waiting = False
+                        attempt.first_token_wait_ns = waited_ns
+                return waiting
 
             with idle, first:
                 await pump(stream, on_data)
@@ -357,6 +361,8 @@ class _Attempt:
     retry_after_s: float | None = None
     retries: int = 0
     timed_data: list[tuple[int, str]] = field(default_factory=list)
+    # How long the kernel had held the read that brought the first token (where it says).
+    first_token_wait_ns: int | None = None
 
     def finish(self, end_ns: int, api_key: str | None) -> RequestRecord:
         if self.error_body is not None:
@@ -412,6 +418,7 @@ class _Attempt:
             cost_source=stream.cost.source if stream.cost else None,
             retry_after_s=self.retry_after_s,
             retries=self.retries,
+            first_token_wait_ns=self.first_token_wait_ns if stream.token_times_ns else None,
         )
 
 

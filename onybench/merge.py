@@ -8,7 +8,7 @@ What the merged run directory holds:
   monotonic clock: a run's records move by the difference of the two runs'
   wall-minus-monotonic offsets (each run.json's `clock` pair), so the same
   wall-clock moment has the same reading in every merged record. Durations
-  (`connect_ns`) are left as they are. Runs on one machine share the
+  (`connect_ns`, `first_token_wait_ns`) are left as they are. Runs on one machine share the
   monotonic clock and move by 0 (up to the pairs' few-µs read skew, also 0
   when run.json files are copies). Request `index`es are kept as each run
   numbered them.
@@ -56,7 +56,7 @@ from onybench.rundir import RecordWriter, RunDirectory, read_records
 TIMESTAMP_FIELDS = ("start_ns", "end_ns", "headers_ns", "first_content_ns", "intended_start_ns")
 TIMESTAMP_TUPLE_FIELDS = ("token_times_ns",)
 # ...and those holding durations, which no clock change moves.
-DURATION_FIELDS = ("connect_ns",)
+DURATION_FIELDS = ("connect_ns", "first_token_wait_ns")
 ALL_DONE = "all requests done"
 
 

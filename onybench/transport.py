@@ -45,17 +45,19 @@ import functools
 import ipaddress
 import os
 import select
+import socket as stdlib_socket
 import ssl
 import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import Literal, NoReturn, TypeVar
+from typing import Literal, NamedTuple, NoReturn, TypeVar
 
 import h11
 import httpx
 import outcome
 import trio
 
+from onybench.arrival import enable_receive_stamps, receive
 from onybench.reactor import Reactor, reactor_available
 from onybench.wire.chunked_body import ChunkedBodyDecoder, ChunkedBodyError
 
@@ -258,7 +260,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         deadline = _NO_DEADLINE if timeout is None else trio.current_time() + timeout
         try:
             with trio.CancelScope(deadline=deadline) as scope:
-                tcp_stream = await _open_tcp(host, port)
+                tcp_stream, stamped = await _open_tcp(host, port)
                 stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = tcp_stream
                 if scheme == b"https":
                     if self._ssl_context is None:
@@ -285,11 +287,21 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except Exception as exc:
             _raise_mapped(exc, "connect", request)
         connect_ns = time.perf_counter_ns() - started_ns
-        return _Connection(stream, tcp_stream.socket, origin), connect_ns
+        if stream is not tcp_stream:
+            stamped = None  # TLS: the reactor does not read it
+        return _Connection(stream, tcp_stream.socket, origin, stamped), connect_ns
 
 
-async def pump(stream: httpx.AsyncByteStream, on_data: Callable[[bytes], None]) -> None:
-    """Read a response body to its end, calling `on_data` with each read's bytes.
+# Called with each read's body bytes and how long (ns) the kernel had held them before
+# the read, when it said (see `onybench.arrival`), else None; returns whether it still
+# wants that wait (reading for it costs a few µs a read).
+OnData = Callable[[bytes, int | None], bool]
+
+
+async def pump(stream: httpx.AsyncByteStream, on_data: OnData) -> None:
+    """Read a response body to its end, calling `on_data` with each read's bytes (and
+    how long the kernel had held them, when it stamps what it receives and `on_data`
+    last returned True).
 
     For a consumer with nothing to do between reads but take the bytes (the client
     stamps and splits them): a plain-TCP chunked body of `LeanTransport` is then read by
@@ -302,27 +314,32 @@ async def pump(stream: httpx.AsyncByteStream, on_data: Callable[[bytes], None]) 
         await stream.pump(on_data)
         return
     async for data in stream:
-        on_data(data)
+        on_data(data, None)
 
 
-async def _open_tcp(host: str, port: int) -> trio.SocketStream:
-    """A TCP connection to `host`:`port`.
+async def _open_tcp(host: str, port: int) -> tuple[trio.SocketStream, stdlib_socket.socket | None]:
+    """A TCP connection to `host`:`port`, and its socket when the kernel stamps what it
+    receives (`onybench.arrival`), else None.
 
     An IP address is connected to directly: trio's `open_tcp_stream` runs happy
     eyeballs in a nursery of its own, which costs more CPU than the connect itself
     when a benchmark opens a thousand streams at once, and has nothing to choose
-    between for a single address. A name goes through `open_tcp_stream`.
+    between for a single address. A name goes through `open_tcp_stream` (whose
+    socket is trio's own: no receive stamps there).
     """
     family = _ip_family(host)
     if family is None:
-        return await trio.open_tcp_stream(host, port)
-    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+        return await trio.open_tcp_stream(host, port), None
+    sock = stdlib_socket.socket(family, stdlib_socket.SOCK_STREAM)
     try:
-        await sock.connect((host, port))
+        sock.setblocking(False)
+        stamped = enable_receive_stamps(sock)
+        trio_sock = trio.socket.from_stdlib_socket(sock)
+        await trio_sock.connect((host, port))
     except BaseException:
         sock.close()
         raise
-    return trio.SocketStream(sock)
+    return trio.SocketStream(trio_sock), sock if stamped else None
 
 
 def _socket_host(raw_host: bytes) -> str:
@@ -344,16 +361,20 @@ def _ip_family(host: str) -> int | None:
 class _Connection:
     """One socket, its h11 state machine, and the origin it belongs to."""
 
-    __slots__ = ("h11", "origin", "plain_fd", "released_at", "socket", "stream")
+    __slots__ = ("h11", "origin", "plain_fd", "released_at", "socket", "stamped", "stream")
 
     def __init__(
         self,
         stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
         socket: trio.socket.SocketType,
         origin: _Origin,
+        stamped: stdlib_socket.socket | None = None,
     ) -> None:
         self.stream = stream
         self.socket = socket
+        # The same socket as the standard library's, when the kernel stamps what it
+        # receives: the reactor reads it with recvmsg to learn how long bytes waited.
+        self.stamped = stamped
         # Plain TCP's descriptor, for the body's reads (see _ChunkedBody); None for TLS.
         self.plain_fd = socket.fileno() if isinstance(stream, trio.SocketStream) else None
         self.origin = origin
@@ -423,11 +444,11 @@ class _Body(httpx.AsyncByteStream):
         """The body bytes of the next read(s), never empty; None at the end (released)."""
         raise NotImplementedError
 
-    async def pump(self, on_data: Callable[[bytes], None]) -> None:
+    async def pump(self, on_data: OnData) -> None:
         """See the module's `pump`: here, by iteration."""
         async for data in self:
             try:
-                on_data(data)
+                on_data(data, None)
             except BaseException:
                 self._close()
                 raise
@@ -526,8 +547,10 @@ class _ChunkedBody(_Body):
         self._keep_alive = conn.h11.our_state is h11.DONE and not at_eof
         # While the reactor reads this body (`pump`): who reads it, the consumer, and
         # the task that sleeps until the body ends.
-        self._watch: tuple[Reactor, int, trio.lowlevel.Task] | None = None
-        self._on_data: Callable[[bytes], None] = _ignore
+        self._watch: _Watch | None = None
+        self._on_data: OnData = _ignore
+        # Its socket, while the consumer wants the kernel's waits (read with recvmsg).
+        self._stamped: stdlib_socket.socket | None = None
 
     async def _next_data(self, conn: _Connection) -> bytes | None:
         decoder = self._decoder
@@ -563,7 +586,7 @@ class _ChunkedBody(_Body):
         # Every consumer expects bytes; a TLS read may be a bytearray.
         return self._decoder.feed(received if type(received) is bytes else bytes(received))
 
-    async def pump(self, on_data: Callable[[bytes], None]) -> None:
+    async def pump(self, on_data: OnData) -> None:
         """See the module's `pump`: a plain-TCP body with no read timeout is read by the
         transport's reactor, which calls `_readable` when the socket has bytes."""
         conn = self._conn
@@ -579,15 +602,17 @@ class _ChunkedBody(_Body):
             return
         fd = conn.plain_fd
         decoder = self._decoder
+        stamped = conn.stamped
         try:
             if self._early:  # the body's first bytes, read with the head
                 data, self._early = self._early, b""
                 body = self._mapped(decoder.feed, data)
-                if body:
-                    on_data(body)
+                if body and not on_data(body, None):
+                    stamped = None
             if not decoder.done:
                 self._mapped(decoder.raise_if_failed)
-                self._watch = (reactor, fd, trio.lowlevel.current_task())
+                self._watch = _Watch(reactor, fd, trio.lowlevel.current_task())
+                self._stamped = stamped
                 self._on_data = on_data
                 reactor.watch(fd, self._readable)
 
@@ -614,15 +639,15 @@ class _ChunkedBody(_Body):
         if watch is None:
             return
         try:
-            body = self._mapped(self._decode_read, watch[1])
+            body, waited_ns = self._mapped(self._read_decoded, watch)
         except BlockingIOError:
             return  # reported readable, nothing to read after all
         except Exception as exc:
             self._wake(exc)
             return
         try:
-            if body:
-                self._on_data(body)
+            if body and not self._on_data(body, waited_ns):
+                self._stamped = None  # the wait is no longer wanted: plain reads
             if self._decoder.done:
                 self._wake(None)
             else:
@@ -630,8 +655,11 @@ class _ChunkedBody(_Body):
         except Exception as exc:
             self._wake(exc)
 
-    def _decode_read(self, fd: int) -> bytes:
-        return self._decode(os.read(fd, _READ_SIZE))
+    def _read_decoded(self, watch: _Watch) -> tuple[bytes, int | None]:
+        if self._stamped is None:
+            return self._decode(os.read(watch.fd, _READ_SIZE)), None
+        received, waited_ns = receive(self._stamped, _READ_SIZE)
+        return self._decode(received), waited_ns
 
     def _wake(self, error: Exception | None) -> None:
         """Stop watching and wake the body's task, unless it was cancelled meanwhile
@@ -679,8 +707,17 @@ class _ChunkedBody(_Body):
         self._finish(conn, reusable)
 
 
-def _ignore(data: bytes) -> None:
+def _ignore(data: bytes, waited_ns: int | None) -> bool:
     """No consumer (yet, or any more)."""
+    return False
+
+
+class _Watch(NamedTuple):
+    """A body the reactor reads: for whom, which socket, and the task to wake."""
+
+    reactor: Reactor
+    fd: int
+    task: trio.lowlevel.Task
 
 
 def _is_chunked(request: httpx.Request, head: h11.Response) -> bool:

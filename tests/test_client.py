@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import h11
 import orjson
+import pytest
 import trio
 
+from onybench import arrival
 from onybench.client import RequestSpec, StreamingClient, Target
 from onybench.metrics.record import RequestRecord
 from tests.test_transport import Script, ServerSide, serving, sse_head
@@ -75,3 +78,25 @@ async def test_an_error_body_that_never_comes_is_a_read_timeout_error() -> None:
     record, _ = await run_one(script)
     assert record.error_class == "read_timeout"
     assert record.status == 503
+
+
+@pytest.mark.skipif(not arrival._KNOWN, reason="receive stamps: Linux x86_64/aarch64")
+async def test_a_first_token_read_late_records_how_long_the_kernel_held_it() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head())
+        await trio.sleep(0.02)  # the head alone: the token comes in a read of its own
+        # Written without a checkpoint, then the whole process stalls (a client too busy
+        # to read): the token waits in the client's socket.
+        assert isinstance(side.stream, trio.SocketStream)
+        os.write(side.stream.socket.fileno(), side.h11.send(h11.Data(data=event("one"))) or b"")
+        time.sleep(0.05)
+        # The rest in a read of its own: a read stamps the wait of its last bytes only.
+        await trio.sleep(0.02)
+        await side.send(h11.Data(data=event(None, "stop") + b"data: [DONE]\n\n"))
+        await side.send(h11.EndOfMessage())
+
+    record, _ = await run_one(script)
+    assert record.error_class is None, record.error_message
+    assert record.first_token_wait_ns is not None
+    assert 50_000_000 <= record.first_token_wait_ns < 5_000_000_000

@@ -32,7 +32,15 @@ import httpx
 import pytest
 import trio
 
-from onybench.transport import BODY_READ_TIMEOUT, LeanTransport, _ip_family, _socket_host, pump
+from onybench import arrival
+from onybench.transport import (
+    BODY_READ_TIMEOUT,
+    LeanTransport,
+    OnData,
+    _ip_family,
+    _socket_host,
+    pump,
+)
 
 # A self-signed certificate for IP 127.0.0.1, valid 2000-2100, so https tests need no
 # network and no certificate tooling.
@@ -1009,9 +1017,10 @@ async def pumped(transport: LeanTransport, response: httpx.Response) -> list[byt
     assert isinstance(response.stream, httpx.AsyncByteStream)
     received: list[bytes] = []
 
-    def on_data(data: bytes) -> None:
+    def on_data(data: bytes, waited_ns: int | None) -> bool:
         assert watched(transport) == 1
         received.append(data)
+        return True
 
     await pump(response.stream, on_data)
     return received
@@ -1080,8 +1089,18 @@ async def test_pumped_bodies_of_concurrent_streams_each_get_their_own_bytes() ->
 async def pumped_any(response: httpx.Response) -> list[bytes]:
     assert isinstance(response.stream, httpx.AsyncByteStream)
     received: list[bytes] = []
-    await pump(response.stream, received.append)
+    await pump(response.stream, collect(received))
     return received
+
+
+def collect(into: list[bytes]) -> OnData:
+    """An `on_data` that keeps what it is given (and wants no kernel waits)."""
+
+    def on_data(data: bytes, waited_ns: int | None) -> bool:
+        into.append(data)
+        return False
+
+    return on_data
 
 
 @pytest.mark.parametrize(
@@ -1109,7 +1128,7 @@ async def test_a_bad_pumped_body_raises_remote_protocol_error_after_what_came(
         received: list[bytes] = []
         assert isinstance(response.stream, httpx.AsyncByteStream)
         with pytest.raises(httpx.RemoteProtocolError, match=message):
-            await pump(response.stream, received.append)
+            await pump(response.stream, collect(received))
         if bad_bytes:  # the server still listens: it sees the client close
             with trio.fail_after(5):
                 await server.connections[0].closed_by_client.wait()
@@ -1131,7 +1150,7 @@ async def test_an_error_raised_by_the_pump_consumer_ends_the_body_as_it_is() -> 
     class Refused(Exception):
         pass
 
-    def refuse(data: bytes) -> None:
+    def refuse(data: bytes, waited_ns: int | None) -> bool:
         raise Refused(data)
 
     async with serving(script) as server:
@@ -1164,9 +1183,10 @@ async def test_cancelling_a_pumped_body_unwatches_its_socket_and_closes_the_conn
         received: list[bytes] = []
         with trio.CancelScope() as scope:
 
-            def on_data(data: bytes) -> None:
+            def on_data(data: bytes, waited_ns: int | None) -> bool:
                 received.append(data)
-                scope.cancel()  # from the reactor's task: the wait is aborted at once
+                scope.cancel()
+                return True  # from the reactor's task: the wait is aborted at once
 
             await pump(response.stream, on_data)
         assert watched(transport) == 0
@@ -1212,8 +1232,9 @@ async def test_a_pump_consumer_cancelling_on_the_read_that_ends_the_body_is_canc
         assert isinstance(response.stream, httpx.AsyncByteStream)
         with trio.CancelScope() as scope:
 
-            def on_data(data: bytes) -> None:
+            def on_data(data: bytes, waited_ns: int | None) -> bool:
                 scope.cancel()
+                return True
 
             await pump(response.stream, on_data)
         await trio.sleep(0.01)  # a crash in the reactor's task would end the run here
@@ -1239,3 +1260,34 @@ async def test_a_body_pumped_after_the_transport_closed_is_still_read() -> None:
         body = await pumped_any(response)
 
     assert body == [SSE_EVENTS[0]]
+
+
+@pytest.mark.skipif(not arrival._KNOWN, reason="receive stamps: Linux x86_64/aarch64")
+async def test_pumped_reads_say_how_long_the_kernel_held_their_bytes() -> None:
+    async def script(side: ServerSide) -> None:
+        await side.read_request()
+        await side.send(sse_head(), h11.Data(data=SSE_EVENTS[0]))  # comes with the head
+        await trio.sleep(0.01)
+        await side.send(h11.Data(data=SSE_EVENTS[1]))
+        await trio.sleep(0.01)
+        await side.send(h11.Data(data=SSE_EVENTS[2]), h11.EndOfMessage())
+
+    waits: list[int | None] = []
+
+    def on_data(data: bytes, waited_ns: int | None) -> bool:
+        waits.append(waited_ns)
+        return len(waits) < 2  # wanted for the first two reads only
+
+    async with serving(script) as server:
+        transport = LeanTransport()
+        response = await transport.handle_async_request(make_request(server.url()))
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        await pump(response.stream, on_data)
+        await transport.aclose()
+
+    # The bytes read with the head were read by trio, not the reactor: no stamp there.
+    assert waits[0] is None
+    assert len(waits) == 3
+    assert waits[1] is not None
+    assert 0 <= waits[1] < 1_000_000_000
+    assert waits[2] is None  # no longer wanted: a plain read

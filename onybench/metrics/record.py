@@ -76,6 +76,10 @@ class RequestRecord:
     # attempt was given, in seconds.
     retries: int = 0
     retry_after_s: float | None = None
+    # How long the first token's bytes had waited in the kernel before the client read
+    # them (Linux's receive timestamps, `onybench.arrival`): its stamp, so TTFT, is late
+    # by this much. None where the kernel gives no stamps.
+    first_token_wait_ns: int | None = None
 
     @property
     def succeeded(self) -> bool:
