@@ -5,7 +5,7 @@ import trio
 import trio.testing
 
 from onybench.load.arrivals import Stage, constant
-from onybench.load.runner import START_WAVE, LoadPlan, RecordSink, Runner, Ticket
+from onybench.load.runner import LoadPlan, RecordSink, Runner, Ticket
 from onybench.metrics.record import RequestRecord
 
 
@@ -190,58 +190,59 @@ async def test_a_ramp_split_between_three_workers_loses_no_concurrency(
     assert in_flight == [4, 3, 3]
 
 
-async def test_many_workers_start_in_waves_so_ready_tasks_run_between(
+async def test_many_workers_start_one_a_round_so_ready_tasks_run_between(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     # A task that is ready all along (like a stream whose next bytes have arrived) runs
-    # between waves of worker starts, not after all of them, and the start time is the
+    # between any two worker starts, not after all of them, and the start time is the
     # same for every worker.
     target = FakeTarget(latency_s=1.0)
     started_when_ready_task_ran: list[int] = []
+    workers = 100
 
     async def ready_all_along() -> None:
-        while len(target.starts) < 10 * START_WAVE:
+        while len(target.starts) < workers:
             started_when_ready_task_ran.append(len(target.starts))
             await trio.sleep(0)
         started_when_ready_task_ran.append(len(target.starts))
 
-    plan = LoadPlan(["m"], concurrency=10 * START_WAVE, requests=10 * START_WAVE)
+    plan = LoadPlan(["m"], concurrency=workers, requests=workers)
     runner = runner_for(target, plan)
     await runner.run(background=[ready_all_along])
-    assert target.start_times == [0] * 10 * START_WAVE
+    assert target.start_times == [0] * workers
     gaps = [b - a for a, b in itertools.pairwise(started_when_ready_task_ran) if b > a]
     assert gaps
-    assert max(gaps) <= 2 * START_WAVE  # (trio may run a round in reverse order)
-    assert max(started_when_ready_task_ran) == 10 * START_WAVE
+    assert max(gaps) <= 2  # (trio may run a round in reverse order)
+    assert max(started_when_ready_task_ran) == workers
 
 
-async def test_the_waves_open_every_models_streams_side_by_side(
+async def test_the_starts_open_every_models_streams_side_by_side(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     target = FakeTarget(latency_s=1.0)
-    plan = LoadPlan(["a", "b"], concurrency=4 * START_WAVE, requests=4 * START_WAVE)
+    plan = LoadPlan(["a", "b"], concurrency=64, requests=64)
     await runner_for(target, plan).run()
-    first_round = [ticket.model for _, ticket in target.starts[: 8 * START_WAVE]]
+    first_round = [ticket.model for _, ticket in target.starts[:128]]
     ahead = [
         abs(first_round[:n].count("a") - first_round[:n].count("b"))
         for n in range(1, len(first_round) + 1)
     ]
-    # Slot by slot (trio may run a round in reverse order): neither model gets more
-    # than a few starts ahead, where model by model one would be 64 ahead.
-    assert max(ahead) <= START_WAVE // 2
+    # Slot by slot: neither model gets ahead by more than the one start of a round,
+    # where model by model one would be 64 ahead.
+    assert max(ahead) <= 1
 
 
-async def test_a_stop_while_the_waves_start_starts_no_more_workers(
+async def test_a_stop_while_the_workers_start_starts_no_more_workers(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     target = FakeTarget(latency_s=1.0)
-    runner = runner_for(target, LoadPlan(["m"], concurrency=10 * START_WAVE, requests=None))
+    runner = runner_for(target, LoadPlan(["m"], concurrency=160, requests=None))
 
     async def stop_early() -> None:
-        while len(target.starts) < START_WAVE:
+        while len(target.starts) < 16:
             await trio.sleep(0)
         runner.stop("cost limit reached")
 
     state = await runner.run(background=[stop_early])
     assert state.stop_reason == "cost limit reached"
-    assert START_WAVE <= len(target.starts) <= 3 * START_WAVE
+    assert 16 <= len(target.starts) <= 18
