@@ -78,7 +78,8 @@ class RequestRecord:
     retry_after_s: float | None = None
     # How long the first token's bytes had waited in the kernel before the client read
     # them (Linux's receive timestamps, `onybench.arrival`): its stamp, so TTFT, is late
-    # by this much. None where the kernel gives no stamps.
+    # by this much (at least: the kernel stamps a read's last bytes, and bytes read with
+    # the first token may have come after it). None where the kernel gives no stamps.
     first_token_wait_ns: int | None = None
 
     @property
