@@ -638,12 +638,17 @@ class _ChunkedBody(_Body):
         watch = self._watch
         if watch is None:
             return
+        stamped = self._stamped
         try:
-            body, waited_ns = self._mapped(self._read_decoded, watch)
+            if stamped is None:
+                received, waited_ns = os.read(watch.fd, _READ_SIZE), None
+            else:
+                received, waited_ns = receive(stamped, _READ_SIZE)
+            body = self._decode(received)
         except BlockingIOError:
             return  # reported readable, nothing to read after all
-        except Exception as exc:
-            self._wake(exc)
+        except (ChunkedBodyError, OSError) as exc:
+            self._wake(_mapped_error(exc, "read", self._request))
             return
         try:
             if body and not self._on_data(body, waited_ns):
@@ -654,12 +659,6 @@ class _ChunkedBody(_Body):
                 self._mapped(self._decoder.raise_if_failed)  # bad framing after the bytes
         except Exception as exc:
             self._wake(exc)
-
-    def _read_decoded(self, watch: _Watch) -> tuple[bytes, int | None]:
-        if self._stamped is None:
-            return self._decode(os.read(watch.fd, _READ_SIZE)), None
-        received, waited_ns = receive(self._stamped, _READ_SIZE)
-        return self._decode(received), waited_ns
 
     def _wake(self, error: Exception | None) -> None:
         """Stop watching and wake the body's task, unless it was cancelled meanwhile
@@ -675,13 +674,10 @@ class _ChunkedBody(_Body):
         )
 
     def _mapped(self, step: Callable[..., _T], *args: object) -> _T:
-        """`step(*args)`, its read and framing errors raised as httpx's (BlockingIOError
-        passes: nothing to read yet)."""
+        """`step(*args)`, its framing errors raised as httpx's."""
         try:
             return step(*args)
-        except BlockingIOError:
-            raise
-        except (ChunkedBodyError, OSError) as exc:
+        except ChunkedBodyError as exc:
             _raise_mapped(exc, "read", self._request)
 
     async def aclose(self) -> None:
@@ -873,6 +869,14 @@ def _raise_mapped(exc: Exception, phase: _Phase, request: httpx.Request) -> NoRe
     else:
         raise exc
     raise mapped from exc
+
+
+def _mapped_error(exc: Exception, phase: _Phase, request: httpx.Request) -> Exception:
+    """The exception `_raise_mapped` raises, to hand on (to another task) rather than raise."""
+    try:
+        _raise_mapped(exc, phase, request)
+    except Exception as mapped:
+        return mapped
 
 
 def _root_causes(exc: BaseException) -> str:
