@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-import threading
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
@@ -20,6 +19,7 @@ from onybench.metrics.summary import GroupKey, summarize
 from onybench.mock.config import Engine, MockConfig
 from onybench.mock.server import MockProcess
 from onybench.rundir import read_records
+from tests.processes import starved_interpreter
 from tests.report.schema_check import assert_valid_report
 
 
@@ -171,23 +171,9 @@ def test_max_cost_stops_the_run_at_the_request_that_reaches_it(tmp_path: Path) -
 
 
 def test_a_deliberately_overloaded_client_is_flagged_with_coalesced_itl(tmp_path: Path) -> None:
-    # The client's process is starved: a thread holds the GIL in a busy loop, so the event
-    # loop gets it only between switch intervals and reads several tokens at once. (More
-    # streams cannot do it: the mock, at ~0.25 ms of CPU a chunk, runs out of CPU first.)
     mock = MockConfig(ttft_ms=20, itl_ms=5, output_tokens=64)
-    stop = threading.Event()
-
-    def hog_the_interpreter() -> None:
-        while not stop.is_set():
-            sum(range(2000))
-
-    hog = threading.Thread(target=hog_the_interpreter, daemon=True)
-    hog.start()
-    try:
+    with starved_interpreter():
         result = run(mock_scenario(mock, concurrency=20, requests=40), out_dir=tmp_path / "run")
-    finally:
-        stop.set()
-        hog.join()
     health = result.report["client_health"]
     assert health["client_limited"] is True
     assert health["figures"]["coalesced.client"] > 0

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from onybench.cli import app
 from onybench.mock.config import MockConfig
 from onybench.mock.server import MockProcess
-from tests.processes import start_slow_run, wait_for_records
+from tests.processes import start_slow_run, starved_interpreter, wait_for_records
 from tests.report.schema_check import assert_valid_report
 
 runner = CliRunner()
@@ -103,6 +103,20 @@ def test_nothing_succeeded_exits_3(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(path), "-n", "3", "--out", str(tmp_path / "r")])
     assert result.exit_code == 3
     assert "http_500 3" in result.stdout
+
+
+def test_strict_exits_4_when_the_client_was_the_bottleneck(tmp_path: Path) -> None:
+    path = scenario_file(tmp_path).with_name("overload.toml")
+    path.write_text(
+        "[target]\nbase_url = 'mock'\n[mock]\nttft_ms = 20.0\nitl_ms = 5.0\noutput_tokens = 64\n"
+    )
+    args = ["run", str(path), "-n", "40", "-c", "20"]
+    with starved_interpreter():
+        strict = runner.invoke(app, [*args, "--strict", "--out", str(tmp_path / "strict")])
+    assert strict.exit_code == 4, strict.output
+    assert "the client was the bottleneck and --strict was given" in strict.stderr
+    report = orjson.loads((tmp_path / "strict" / "report.json").read_bytes())
+    assert report["client_health"]["client_limited"] is True
 
 
 def test_help_documents_the_exit_codes() -> None:
